@@ -1,0 +1,93 @@
+"""What every task shares: building parts from plain config dicts, optimiser and schedule, throughput."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+
+def plain(config: Any) -> Any:
+    """A config as plain Python containers (checkpoints must hold plain dicts, never OmegaConf objects)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(config, DictConfig | ListConfig):
+            return OmegaConf.to_container(config, resolve=True)
+    except ImportError:  # pragma: no cover - hydra-core depends on omegaconf
+        pass
+    if isinstance(config, Mapping):
+        return {key: plain(value) for key, value in config.items()}
+    if isinstance(config, list | tuple):
+        return [plain(value) for value in config]
+    return config
+
+
+def build(config: Mapping, **kwargs: Any) -> Any:
+    """Instantiate a ``_target_`` config (plain dict) with extra keyword arguments."""
+    return instantiate(dict(plain(config)), **kwargs)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class _WarmupCosine:
+    """Picklable LambdaLR factor (a lambda would not survive checkpointing)."""
+
+    def __init__(self, warmup_steps: int, total_steps: int, min_lr_ratio: float):
+        self.warmup_steps, self.total_steps, self.min_lr_ratio = warmup_steps, total_steps, min_lr_ratio
+
+    def __call__(self, step: int) -> float:
+        return warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
+
+
+class TaskModule(pl.LightningModule):
+    """Base LightningModule: optimiser from config, warm-up + cosine schedule per step, throughput logging.
+
+    Subclasses call ``save_hyperparameters()`` with plain-dict network configs and build their networks inside
+    ``__init__``, so ``load_from_checkpoint(path)`` needs no YAML.
+    """
+
+    optimizer_config: dict
+    scheduler_config: dict | None
+
+    def parameter_groups(self) -> Iterable[dict] | Iterable[nn.Parameter]:
+        """Parameters for the optimiser; override for per-layer learning rates."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        optimizer = build(self.optimizer_config, params=self.parameter_groups())
+        if not self.scheduler_config:
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        max_epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = int(self.scheduler_config.get("warmup_epochs", 0) * total / max_epochs)
+        factor = _WarmupCosine(warmup, total, float(self.scheduler_config.get("min_lr_ratio", 0.0)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # Throughput in structures/s over the whole step (data wait excluded, optimiser included).
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        started = getattr(self, "_step_started", None)
+        if started is None:
+            return
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        graphs = batch[0].num_graphs if isinstance(batch, list | tuple) else batch.num_graphs
+        self.log("throughput", graphs * self.trainer.world_size / elapsed, on_step=True, on_epoch=True)
+        optimizer = self.trainer.optimizers[0] if self.trainer.optimizers else None
+        if optimizer is not None:
+            self.log("lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)

@@ -1,0 +1,80 @@
+"""Callbacks every run uses: the per-epoch metrics history written to ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            return None
+        value = value.item()
+    if isinstance(value, int | float) and math.isfinite(float(value)):
+        return float(value)
+    return None
+
+
+def _epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """Epoch-level metrics (step-level entries end with ``_step`` and are left out)."""
+    metrics = {}
+    for key, value in trainer.callback_metrics.items():
+        number = _scalar(value)
+        if number is not None and not key.endswith("_step"):
+            metrics[key.removesuffix("_epoch")] = number
+    return metrics
+
+
+class MetricsJSON(pl.Callback):
+    """Keeps one row of metrics per epoch and writes ``metrics.json`` into the run directory.
+
+    The file holds ``history`` (one dict per epoch), ``first_epoch``, ``last_epoch`` and ``test`` plus anything a
+    task adds through :meth:`add`.
+    """
+
+    def __init__(self, output_dir: str | Path):
+        self.path = Path(output_dir) / "metrics.json"
+        self.history: list[dict[str, float]] = []
+        self.test: dict[str, float] = {}
+        self.extra: dict[str, Any] = {}
+
+    def add(self, key: str, value: Any) -> None:
+        self.extra[key] = value
+
+    def state_dict(self) -> dict:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = list(state_dict.get("history", []))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"epoch": trainer.current_epoch, **_epoch_metrics(trainer)}
+        self.history.append(row)
+        self.write(trainer)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.test = {k: v for k, v in _epoch_metrics(trainer).items() if k.startswith("test")}
+        self.write(trainer)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "first_epoch": self.history[0] if self.history else {},
+            "last_epoch": self.history[-1] if self.history else {},
+            "test": self.test,
+            **self.extra,
+            "history": self.history,
+        }
+
+    def write(self, trainer: pl.Trainer | None = None) -> None:
+        if trainer is not None and not trainer.is_global_zero:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.summary(), indent=2))

@@ -1,0 +1,113 @@
+"""Entry point: ``python -m contrast.train [overrides]`` (Hydra; configs in ``conf/``).
+
+``task=contrastive|probe|energy`` picks the LightningModule; its class decides what the data module needs
+(views, targets) through ``run_setup``. Every run writes ``checkpoints/last.ckpt``, ``metrics.json``,
+``config.yaml`` (resolved) and ``splits.json`` into its Hydra run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from contrast.tasks.callbacks import MetricsJSON
+
+log = logging.getLogger("contrast.train")
+
+
+def build_datamodule(cfg: DictConfig, output_dir: Path, **extra: Any) -> pl.LightningDataModule:
+    """The data module of ``cfg.data``; ``data.path`` (the documented override) wins over ``data.source``."""
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    path = data_cfg.pop("path", None)
+    if path is not None:
+        data_cfg["source"] = path
+    return instantiate(data_cfg, output_dir=str(output_dir), **extra, _convert_="all")
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path, metrics: MetricsJSON) -> pl.Trainer:
+    """The Lightning trainer of ``cfg.trainer`` with the checkpoint, learning-rate and metrics callbacks."""
+    checkpoints = pl.callbacks.ModelCheckpoint(
+        dirpath=output_dir / "checkpoints", filename="epoch{epoch:03d}", save_last=True, save_top_k=0
+    )
+    callbacks = [checkpoints, metrics]
+    logger = False
+    if cfg.get("logger") and cfg.logger.get("_target_"):
+        logger = instantiate(cfg.logger)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, _convert_="all")
+
+
+def resolve_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path``, ``last`` in this run directory, or auto-resume."""
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if cfg.get("ckpt_path") == "last":
+        if not last.exists():
+            raise FileNotFoundError(
+                f"ckpt_path=last: no {last}; pass hydra.run.dir=<the run directory to resume> as well"
+            )
+        return str(last)
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    if cfg.get("auto_resume") and last.exists():
+        log.info("resuming from %s", last)
+        return str(last)
+    return None
+
+
+def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
+    """Train the task of ``cfg`` and write its outputs into ``output_dir``; returns the metrics summary."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+
+    task_cls = get_class(cfg.task._target_)
+    module, data_extra = task_cls.run_setup(cfg)
+    datamodule = build_datamodule(cfg, output_dir, **data_extra)
+    metrics = MetricsJSON(output_dir)
+    trainer = build_trainer(cfg, output_dir, metrics)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg, output_dir))
+    if cfg.get("test_after_fit") and _has_test_split(datamodule):
+        trainer.test(module, datamodule=datamodule, verbose=False)
+    if hasattr(module, "after_fit"):
+        module.after_fit(trainer, datamodule, metrics, output_dir)
+    metrics.write(trainer)
+    summary = metrics.summary()
+    if trainer.is_global_zero:
+        _report(summary, output_dir)
+    return summary
+
+
+def _has_test_split(datamodule) -> bool:
+    test_set = getattr(datamodule, "test_set", None)
+    return test_set is not None and len(test_set) > 0
+
+
+def _report(summary: dict[str, Any], output_dir: Path) -> None:
+    first, last = summary.get("first_epoch", {}), summary.get("last_epoch", {})
+    for key in ("train_loss", "val_loss"):
+        if key in first and key in last:
+            print(f"{key}: first epoch {first[key]:.4f} -> last epoch {last[key]:.4f}")
+    for key, value in sorted(summary.get("test", {}).items()):
+        print(f"{key}: {value:.4f}")
+    print(f"run directory: {output_dir}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    summary = run(cfg, HydraConfig.get().runtime.output_dir)
+    # A number for Hydra sweepers that optimise: the last validation (else training) loss.
+    last = summary.get("last_epoch", {})
+    return last.get("val_loss", last.get("train_loss"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""``python -m contrast.train`` end to end: outputs, overrides, sweeps, DDP, kill-and-resume."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.integration.cli import REPO, environment, read_metrics, run_train, train_command
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cli-cache")
+
+
+@pytest.mark.slow
+def test_default_pretraining_writes_its_outputs(tmp_path, cache):
+    run_dir = tmp_path / "run"
+    result = run_train(run_dir, cache)
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert (run_dir / "config.yaml").exists()
+    assert (run_dir / "splits.json").exists()
+    metrics = read_metrics(run_dir)
+    assert len(metrics["history"]) == 2
+    assert "train_loss" in metrics["last_epoch"] and "val_loss" in metrics["last_epoch"]
+    assert "train_loss: first epoch" in result.stdout
+
+
+@pytest.mark.slow
+def test_overrides_reach_the_model(tmp_path, cache):
+    run_dir = tmp_path / "run"
+    run_train(run_dir, cache, "encoder=schnet", "loss.temperature=0.05", "trainer.max_epochs=1")
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["encoder"]["_target_"].endswith("SchNet")
+    assert hparams["loss"]["temperature"] == 0.05
+    assert len(read_metrics(run_dir)["history"]) == 1
+
+
+@pytest.mark.slow
+def test_multirun_sweep(tmp_path, cache):
+    sweep = tmp_path / "sweep"
+    run_train(sweep, cache, "trainer.max_epochs=1", "loss.temperature=0.05,0.2", multirun=True)
+    temperatures = []
+    for job in ("0", "1"):
+        checkpoint = torch.load(sweep / job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        temperatures.append(checkpoint["hyper_parameters"]["loss"]["temperature"])
+    assert temperatures == [0.05, 0.2]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, cache):
+    run_dir = tmp_path / "run"
+    run_train(run_dir, cache, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1")
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert len(read_metrics(run_dir)["history"]) == 1
+
+
+def _final_weights(run_dir):
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return checkpoint["state_dict"], checkpoint["epoch"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(tmp_path, cache):
+    settings = ["trainer.max_epochs=5", "data.num_workers=1", "seed=3"]
+    reference = tmp_path / "reference"
+    run_train(reference, cache, *settings)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        train_command(killed, *settings),
+        cwd=REPO,
+        env=environment(cache),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # let the checkpoint finish writing
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.kill()
+    process.wait()
+    _, epoch_at_kill = _final_weights(killed)
+    assert epoch_at_kill < 4
+
+    run_train(killed, cache, *settings, "ckpt_path=last")
+    expected, expected_epoch = _final_weights(reference)
+    resumed, resumed_epoch = _final_weights(killed)
+    assert resumed_epoch == expected_epoch
+    for name, tensor in expected.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
