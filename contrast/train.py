@@ -27,7 +27,10 @@ def build_datamodule(cfg: DictConfig, output_dir: Path, **extra: Any) -> pl.Ligh
     path = data_cfg.pop("path", None)
     if path is not None:
         data_cfg["source"] = path
-    return instantiate(data_cfg, output_dir=str(output_dir), **extra, _convert_="all")
+    if data_cfg.get("targets") and "targets" in extra:
+        extra.pop("targets")  # the user's data.targets wins over the task's default
+    data_cls = get_class(data_cfg.pop("_target_"))
+    return data_cls(**{**data_cfg, **extra}, output_dir=str(output_dir))
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path, metrics: MetricsJSON) -> pl.Trainer:

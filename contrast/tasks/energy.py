@@ -1,0 +1,150 @@
+"""Energy head on a (pretrained) encoder, trained on energies, forces and optionally stress."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from contrast.nn.forces import energy_forces_stress
+from contrast.nn.heads import EnergyHead, EnergyModel
+from contrast.tasks.base import TaskModule, build, plain
+
+log = logging.getLogger(__name__)
+
+ENCODER_PREFIXES = ("encoder.", "model.encoder.")
+
+
+def encoder_blocks(encoder: nn.Module) -> list[list[nn.Parameter]]:
+    """Encoder parameters in blocks from input to output: each child module is a block, and each item of a
+    ``ModuleList`` child (the message-passing layers) is its own block."""
+    blocks = []
+    for child in encoder.children():
+        items = list(child) if isinstance(child, nn.ModuleList) else [child]
+        for item in items:
+            params = [p for p in item.parameters() if p.requires_grad]
+            if params:
+                blocks.append(params)
+    return blocks
+
+
+class EnergyTask(TaskModule):
+    """Energies, forces (F = -dE/dpos) and stress ((1/V) dE/d strain) from an energy head on an encoder.
+
+    Args:
+        encoder: ``_target_`` config of the encoder (taken from the pretrained checkpoint when there is one).
+        head: keyword arguments of :class:`contrast.nn.heads.EnergyHead` (``in_dim`` is filled in).
+        optimizer: ``_target_`` config of a torch optimiser.
+        scheduler: warm-up + cosine settings, or None.
+        loss_weights: weights of the ``energy`` (per atom), ``forces`` and ``stress`` MSE terms.
+        freeze_encoder: train the head only.
+        layer_decay: learning-rate multiplier per encoder block, counted down from the head
+            (1.0: one learning rate; 0.8: the last layer gets 0.8x, the one before 0.64x, ...).
+        fit_references: fit per-element reference energies and the per-atom scale on the training set.
+        task: the task name stored in the checkpoint.
+    """
+
+    def __init__(
+        self,
+        encoder: dict,
+        optimizer: dict,
+        head: dict | None = None,
+        scheduler: dict | None = None,
+        loss_weights: dict | None = None,
+        freeze_encoder: bool = False,
+        layer_decay: float = 1.0,
+        fit_references: bool = True,
+        task: str = "energy",
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        encoder_module = build(encoder)
+        head_module = EnergyHead(in_dim=encoder_module.embedding_dim, **(head or {}))
+        self.model = EnergyModel(encoder_module, head_module)
+        self.loss_weights = {"energy": 1.0, "forces": 10.0, "stress": 0.0, **(loss_weights or {})}
+        self.optimizer_config = optimizer
+        self.scheduler_config = scheduler
+        if freeze_encoder:
+            self.model.encoder.requires_grad_(False)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.encoder
+
+    def parameter_groups(self) -> list[dict]:
+        lr = float(self.optimizer_config.get("lr", 1e-3))
+        groups = [{"params": [p for p in self.model.head.parameters() if p.requires_grad], "lr": lr}]
+        blocks = encoder_blocks(self.model.encoder)
+        for depth, params in enumerate(reversed(blocks), start=1):
+            groups.append({"params": params, "lr": lr * self.hparams.layer_decay**depth})
+        return [group for group in groups if group["params"]]
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or not self.hparams.fit_references:
+            return
+        train_set = self.trainer.datamodule.train_set
+        z_list = [train_set[i].z for i in range(len(train_set))]
+        energies = torch.cat([train_set[i].energy.reshape(1) for i in range(len(train_set))])
+        self.model.head.fit_reference_energies(z_list, energies)
+        log.info("fitted per-element reference energies on %d structures", len(z_list))
+
+    @property
+    def _needs_stress(self) -> bool:
+        return self.loss_weights["stress"] > 0
+
+    def forward(self, batch, training: bool = False) -> dict[str, Tensor]:
+        """``energy`` [B], ``forces`` [N, 3] and, when trained on, ``stress`` [B, 3, 3]."""
+        return energy_forces_stress(
+            self.model, batch, compute_forces=True, compute_stress=self._needs_stress, training=training
+        )
+
+    def _step(self, batch, stage: str) -> Tensor:
+        out = self(batch, training=stage == "train")
+        atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(out["energy"].dtype)  # [B]
+        energy_error = (out["energy"] - batch.energy.view(-1)) / atoms  # [B] eV/atom
+        force_error = out["forces"] - batch.forces  # [N, 3]
+        loss = self.loss_weights["energy"] * energy_error.pow(2).mean()
+        loss = loss + self.loss_weights["forces"] * force_error.pow(2).mean()
+        metrics = {
+            f"{stage}/energy_mae_per_atom": energy_error.abs().mean(),
+            f"{stage}/force_mae": force_error.abs().mean(),
+        }
+        if self._needs_stress and hasattr(batch, "stress"):
+            stress_error = out["stress"] - batch.stress.view(-1, 3, 3)  # [B, 3, 3]
+            loss = loss + self.loss_weights["stress"] * stress_error.pow(2).mean()
+            metrics[f"{stage}/stress_mae"] = stress_error.abs().mean()
+        on_step = stage == "train"
+        self.log_dict(metrics, batch_size=batch.num_graphs, sync_dist=not on_step)
+        self.log(f"{stage}_loss", loss, batch_size=batch.num_graphs, prog_bar=True, sync_dist=not on_step)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    @classmethod
+    def run_setup(cls, cfg) -> tuple[EnergyTask, dict]:
+        """Build from a run config, starting from ``task.checkpoint``'s encoder when given."""
+        task_cfg = plain(cfg.task)
+        task_cfg.pop("_target_")
+        checkpoint_path = task_cfg.pop("checkpoint", None)
+        encoder_cfg = plain(cfg.encoder)
+        pretrained = None
+        if checkpoint_path:
+            from contrast.checkpoint import load_module, read_checkpoint
+
+            checkpoint = read_checkpoint(checkpoint_path)
+            pretrained = load_module(checkpoint, "encoder", ENCODER_PREFIXES, source=checkpoint_path)
+            encoder_cfg = checkpoint["hyper_parameters"]["encoder"]
+        module = cls(encoder=encoder_cfg, **task_cfg)
+        if pretrained is not None:
+            module.model.encoder.load_state_dict(pretrained.state_dict())
+        targets = ["energy", "forces"] + (["stress"] if module._needs_stress else [])
+        return module, {"targets": targets}
