@@ -1,0 +1,110 @@
+"""Pretrained models in notebooks and scripts: ``load_encoder``, ``embed`` and ``load_calculator``.
+
+Checkpoints are read as data only (``weights_only``) and only classes inside ``contrast.nn`` can be built from
+their hyper-parameters, so loading a checkpoint never executes code from it. No YAML or ``conf/`` is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from contrast.checkpoint import CheckpointError, load_module, read_checkpoint
+from contrast.nn.base import CrystalEncoder
+
+__all__ = ["load_encoder", "embed", "load_calculator", "load_energy_model"]
+
+ENCODER_PREFIXES = ("encoder.", "model.encoder.")
+
+
+def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> CrystalEncoder:
+    """The encoder of any ``contrast`` checkpoint (contrastive, probe or energy), in eval mode.
+
+    Args:
+        path: a ``.ckpt`` file written by ``python -m contrast.train``.
+        device: where to put it (CPU by default).
+
+    Raises:
+        CheckpointError: the file is missing, not a checkpoint, or would execute code when unpickled.
+    """
+    checkpoint = read_checkpoint(path)
+    return load_module(checkpoint, "encoder", ENCODER_PREFIXES, source=path).to(device).eval()
+
+
+def load_energy_model(path: str | Path, device: str | torch.device = "cpu"):
+    """The :class:`contrast.nn.heads.EnergyModel` (encoder + energy head) of an energy-task checkpoint."""
+    from contrast.nn.heads import EnergyHead, EnergyModel
+
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint["hyper_parameters"]
+    if hparams.get("task") != "energy":
+        raise CheckpointError(f"holds a {hparams.get('task')!r} model, not an energy model (task=energy)", path)
+    encoder = load_module(checkpoint, "encoder", ("model.encoder.",), source=path)
+    head_options = {k: v for k, v in (hparams.get("head") or {}).items() if not k.startswith("_")}
+    head = EnergyHead(in_dim=encoder.embedding_dim, **head_options)
+    head_state = {k[len("model.head.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.head.")}
+    try:
+        head.load_state_dict(head_state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"energy head weights do not fit: {error}", path) from None
+    return EnergyModel(encoder, head).to(device).eval()
+
+
+def load_calculator(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64):
+    """An ASE calculator (energy, forces, stress) from an energy-task checkpoint.
+
+    Runs in float64 by default: molecular dynamics and finite-difference checks need the precision.
+    """
+    from contrast.calculator import ContrastCalculator
+
+    model = load_energy_model(path, device=device).to(dtype)
+    return ContrastCalculator(model, cutoff=model.cutoff, device=device, dtype=dtype)
+
+
+def _graphs(structures, cutoff: float) -> Sequence:
+    """Graphs from a dataset (used as is when its cutoff matches) or from pymatgen / ASE structures."""
+    from contrast.data.graph import structure_to_graph
+
+    dataset_cutoff = getattr(structures, "cutoff", None)
+    if dataset_cutoff is not None:
+        if abs(float(dataset_cutoff) - cutoff) > 1e-9:
+            raise ValueError(f"the dataset was built at cutoff {dataset_cutoff} Å but the encoder uses {cutoff} Å")
+        return structures
+    return [structure_to_graph(s, cutoff, require_neighbours=False) for s in structures]
+
+
+@torch.no_grad()
+def embed(
+    encoder: CrystalEncoder,
+    structures: Iterable,
+    batch_size: int = 64,
+    progress: bool | None = None,
+) -> Tensor:
+    """Mean-pooled graph embeddings [B, D] of pymatgen Structures, ASE Atoms or a ``contrast`` dataset.
+
+    Args:
+        encoder: from :func:`load_encoder` (or any :class:`CrystalEncoder`).
+        structures: the crystals, in order.
+        batch_size: graphs per forward pass.
+        progress: show a progress bar (default: when there are more than 1,000 structures).
+    """
+    from torch_geometric.loader import DataLoader
+    from tqdm.auto import tqdm
+
+    graphs = _graphs(structures if hasattr(structures, "__len__") else list(structures), encoder.cutoff)
+    parameter = next(encoder.parameters())
+    loader = DataLoader(graphs, batch_size=batch_size, shuffle=False)
+    show = len(graphs) > 1000 if progress is None else progress
+    rows = []
+    was_training = encoder.training
+    encoder.eval()
+    for batch in tqdm(loader, desc="embed", disable=not show):
+        batch = batch.to(parameter.device)
+        batch.pos, batch.cell = batch.pos.to(parameter.dtype), batch.cell.to(parameter.dtype)
+        batch.cell_shift = batch.cell_shift.to(parameter.dtype)
+        rows.append(encoder.embed(batch).cpu())  # [b, D]
+    encoder.train(was_training)
+    return torch.cat(rows) if rows else torch.empty(0, encoder.embedding_dim)
