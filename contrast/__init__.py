@@ -24,6 +24,7 @@ _EXPORTS = {
     "load_encoder": "contrast.pretrained",
     "embed": "contrast.pretrained",
     "load_calculator": "contrast.pretrained",
+    "run_training": "contrast.train",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -14,7 +14,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from contrast.tasks.callbacks import MetricsJSON
 
@@ -100,6 +100,32 @@ def _report(summary: dict[str, Any], output_dir: Path) -> None:
     for key, value in sorted(summary.get("test", {}).items()):
         print(f"{key}: {value:.4f}")
     print(f"run directory: {output_dir}")
+
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def run_training(overrides: list[str] | None = None, run_dir: str | Path = "runs/notebook") -> dict[str, Any]:
+    """Run ``python -m contrast.train <overrides>`` in this process (for notebooks and scripts).
+
+    Args:
+        overrides: Hydra overrides, e.g. ``["experiment=smoke", "task=energy"]``.
+        run_dir: the run directory (``checkpoints/last.ckpt`` and ``metrics.json`` land there).
+
+    Returns:
+        The metrics summary that is also written to ``metrics.json``.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(run_dir).resolve()
+    overrides = [*(overrides or []), f"paths.output_dir={run_dir}", f"hydra.run.dir={run_dir}"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return run(cfg, run_dir)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
