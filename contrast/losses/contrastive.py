@@ -1,0 +1,114 @@
+"""Self-supervised losses as pure tensor functions ``(z_a [B, P], z_b [B, P]) -> scalar``.
+
+Row ``k`` of ``z_a`` and row ``k`` of ``z_b`` are the two views of the same crystal.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _check_pair(z_a: Tensor, z_b: Tensor) -> None:
+    if z_a.dim() != 2 or z_a.shape != z_b.shape:
+        raise ValueError(
+            f"expected two [B, P] tensors of equal shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
+
+
+def info_nce(z_a: Tensor, z_b: Tensor, temperature: float | Tensor = 0.1) -> Tensor:
+    """Symmetric NT-Xent (SimCLR) over L2-normalised projections.
+
+    Each of the ``2B`` samples has one positive (its other view) and ``2B - 2`` negatives (both views of every
+    other crystal); the loss is the cross-entropy of picking the positive, averaged over all ``2B`` samples.
+
+    Args:
+        z_a: [B, P] projections of the first views.
+        z_b: [B, P] projections of the second views.
+        temperature: softmax temperature (a float or a scalar tensor, e.g. a learnt one).
+
+    Returns:
+        The scalar loss.
+    """
+    _check_pair(z_a, z_b)
+    batch = z_a.shape[0]
+    z = F.normalize(torch.cat([z_a, z_b], dim=0), dim=1)  # [2B, P]
+    logits = z @ z.T / temperature  # [2B, 2B]
+    # A sample is never its own negative.
+    self_mask = torch.eye(2 * batch, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    positives = torch.arange(2 * batch, device=z.device).roll(batch)  # [2B]: k <-> k + B
+    return F.cross_entropy(logits, positives)
+
+
+def _standardise(z: Tensor, eps: float = 1e-5) -> Tensor:
+    # Biased variance, as the batch normalisation of the original Barlow Twins.
+    return (z - z.mean(dim=0)) / torch.sqrt(z.var(dim=0, unbiased=False) + eps)
+
+
+def barlow_twins(z_a: Tensor, z_b: Tensor, lambd: float = 5e-3) -> Tensor:
+    """Barlow Twins redundancy reduction (Zbontar et al. 2021).
+
+    The cross-correlation ``C = z_a_n.T @ z_b_n / B`` of the batch-standardised projections is pushed to the
+    identity: ``sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2``.
+
+    Args:
+        z_a: [B, P] projections of the first views.
+        z_b: [B, P] projections of the second views.
+        lambd: weight of the off-diagonal (redundancy) term.
+
+    Returns:
+        The scalar loss.
+    """
+    _check_pair(z_a, z_b)
+    batch = z_a.shape[0]
+    c = _standardise(z_a).T @ _standardise(z_b) / batch  # [P, P]
+    diagonal = torch.diagonal(c)  # [P]
+    on_diag = (1 - diagonal).pow(2).sum()
+    off_diag = c.pow(2).sum() - diagonal.pow(2).sum()
+    return on_diag + lambd * off_diag
+
+
+def _off_diagonal_sq(cov: Tensor) -> Tensor:
+    return cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()
+
+
+def vicreg(
+    z_a: Tensor,
+    z_b: Tensor,
+    sim_weight: float = 25.0,
+    var_weight: float = 25.0,
+    cov_weight: float = 1.0,
+    eps: float = 1e-4,
+) -> Tensor:
+    """VICReg: variance-invariance-covariance regularisation (Bardes et al. 2022).
+
+    ``sim_weight * MSE(z_a, z_b) + var_weight * hinge(1 - std) + cov_weight * off-diagonal covariance``, with
+    the variance and covariance terms averaged over the two branches as in the paper's reference code.
+
+    Args:
+        z_a: [B, P] projections of the first views (B >= 2).
+        z_b: [B, P] projections of the second views.
+        sim_weight: weight of the invariance (mean squared error) term.
+        var_weight: weight of the variance hinge term.
+        cov_weight: weight of the covariance term.
+        eps: added to the variance before the square root.
+
+    Returns:
+        The scalar loss.
+    """
+    _check_pair(z_a, z_b)
+    batch, dim = z_a.shape
+    if batch < 2:
+        raise ValueError("vicreg needs at least 2 samples per batch to estimate variances")
+    invariance = F.mse_loss(z_a, z_b)
+    variance = z_a.new_zeros(())
+    covariance = z_a.new_zeros(())
+    for z in (z_a, z_b):
+        centred = z - z.mean(dim=0)  # [B, P]
+        std = torch.sqrt(centred.pow(2).sum(dim=0) / (batch - 1) + eps)  # [P]
+        variance = variance + F.relu(1 - std).mean() / 2
+        cov = centred.T @ centred / (batch - 1)  # [P, P]
+        covariance = covariance + _off_diagonal_sq(cov) / dim
+    return sim_weight * invariance + var_weight * variance + cov_weight * covariance
