@@ -42,7 +42,7 @@ class InfoNCELoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"temperature={float(self.temperature):.4g}, learnable_temperature={self.learnable_temperature}"
+            f"temperature={self.temperature.item():.4g}, learnable_temperature={self.learnable_temperature}"
         )
 
 

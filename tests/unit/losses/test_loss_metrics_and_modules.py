@@ -1,0 +1,103 @@
+"""Logging diagnostics against loop references; the Hydra loss modules outside a process group."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from contrast.losses import (
+    BarlowTwinsLoss,
+    InfoNCELoss,
+    VICRegLoss,
+    alignment,
+    barlow_twins,
+    embedding_std,
+    gather_with_grad,
+    info_nce,
+    positive_negative_similarity,
+    uniformity,
+    vicreg,
+)
+
+CONF = Path(__file__).resolve().parents[3] / "conf" / "loss"
+
+
+@pytest.fixture(scope="session")
+def pair():
+    g = torch.Generator().manual_seed(1)
+    z_a = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    return z_a, z_a + 0.3 * torch.randn(5, 4, generator=g, dtype=torch.float64)
+
+
+def unit(rows) -> list[np.ndarray]:
+    return [r / np.linalg.norm(r) for r in rows.numpy()]
+
+
+def test_alignment_and_uniformity_match_loops(pair):
+    z_a, z_b = pair
+    a, b = unit(z_a), unit(z_b)
+    expected = np.mean([np.linalg.norm(x - y) ** 2 for x, y in zip(a, b)])
+    assert float(alignment(z_a, z_b)) == pytest.approx(expected, rel=1e-12)
+    pairs = [math.exp(-2 * np.linalg.norm(a[i] - a[j]) ** 2) for i in range(5) for j in range(i + 1, 5)]
+    assert float(uniformity(z_a)) == pytest.approx(math.log(np.mean(pairs)), rel=1e-12)
+    assert float(alignment(z_a, 2 * z_a)) == pytest.approx(0.0, abs=1e-14)
+    collapsed = torch.ones(5, 4, dtype=torch.float64)
+    assert float(uniformity(collapsed)) == pytest.approx(0.0, abs=1e-14)
+
+
+def test_positive_negative_similarity_matches_loops(pair):
+    z_a, z_b = pair
+    a, b = unit(z_a), unit(z_b)
+    positive, negative = positive_negative_similarity(z_a, z_b)
+    assert float(positive) == pytest.approx(np.mean([a[k] @ b[k] for k in range(5)]), rel=1e-12)
+    cross = [a[k] @ b[m] for k in range(5) for m in range(5) if k != m]
+    assert float(negative) == pytest.approx(np.mean(cross), rel=1e-12)
+
+
+def test_embedding_std_detects_collapse(pair):
+    z_a, _ = pair
+    expected = np.mean(np.std(np.stack(unit(z_a)), axis=0, ddof=1))
+    assert float(embedding_std(z_a)) == pytest.approx(expected, rel=1e-12)
+    collapsed = torch.randn(1, 4, dtype=torch.float64).expand(6, 4) * torch.rand(6, 1, dtype=torch.float64)
+    assert float(embedding_std(collapsed)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_gather_is_a_no_op_without_a_process_group(pair):
+    z_a, _ = pair
+    assert gather_with_grad(z_a) is z_a
+
+
+def test_modules_equal_the_pure_functions(pair):
+    z_a, z_b = pair
+    torch.testing.assert_close(InfoNCELoss(temperature=0.2)(z_a, z_b), info_nce(z_a, z_b, 0.2))
+    torch.testing.assert_close(BarlowTwinsLoss(lambd=0.01)(z_a, z_b), barlow_twins(z_a, z_b, 0.01))
+    torch.testing.assert_close(VICRegLoss(1.0, 2.0, 3.0)(z_a, z_b), vicreg(z_a, z_b, 1.0, 2.0, 3.0))
+
+
+def test_temperature_is_fixed_or_learnt(pair):
+    z_a, z_b = pair
+    fixed = InfoNCELoss(temperature=0.2)
+    assert list(fixed.parameters()) == [] and fixed.state_dict() == {}
+    assert float(fixed.temperature) == pytest.approx(0.2)
+    learnt = InfoNCELoss(temperature=0.2, learnable_temperature=True).double()
+    (parameter,) = learnt.parameters()
+    learnt(z_a.clone().requires_grad_(), z_b).backward()
+    assert parameter.grad is not None and parameter.grad.abs() > 0
+    assert learnt.temperature.item() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="positive"):
+        InfoNCELoss(temperature=0.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"), [("infonce", InfoNCELoss), ("barlow", BarlowTwinsLoss), ("vicreg", VICRegLoss)]
+)
+def test_configs_instantiate(name, cls, pair):
+    loss = instantiate(OmegaConf.load(CONF / f"{name}.yaml"))
+    assert isinstance(loss, cls)
+    assert torch.isfinite(loss(*pair))
