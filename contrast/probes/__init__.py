@@ -1,0 +1,43 @@
+"""Property probes on frozen embeddings, their baselines and metrics, figures and the leakage guard.
+
+Example::
+
+    from contrast.probes import run_probes
+    results = run_probes(X_train, y_train, X_test, y_test, task="regression", seed=0)
+    results["linear"]["mae"], results["knn"]["k"]
+"""
+
+from __future__ import annotations
+
+from contrast.probes.baselines import (
+    atomic_numbers,
+    composition_baseline,
+    composition_features,
+    random_encoder_like,
+)
+from contrast.probes.common import ProbeResult
+from contrast.probes.knn import fit_knn_probe
+from contrast.probes.leakage import StructureFingerprint, remove_leakage, structure_fingerprint
+from contrast.probes.linear import fit_linear_probe
+from contrast.probes.metrics import classification_metrics, regression_metrics
+from contrast.probes.plots import confusion_matrix_plot, parity_plot
+from contrast.probes.suite import probe_metrics, run_probes
+
+__all__ = [
+    "ProbeResult",
+    "StructureFingerprint",
+    "atomic_numbers",
+    "classification_metrics",
+    "composition_baseline",
+    "composition_features",
+    "confusion_matrix_plot",
+    "fit_knn_probe",
+    "fit_linear_probe",
+    "parity_plot",
+    "probe_metrics",
+    "random_encoder_like",
+    "regression_metrics",
+    "remove_leakage",
+    "run_probes",
+    "structure_fingerprint",
+]
