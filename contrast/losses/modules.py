@@ -24,21 +24,25 @@ class InfoNCELoss(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.learnable_temperature = bool(learnable_temperature)
-        log_temperature = torch.tensor(math.log(temperature))
+        self.initial_temperature = float(temperature)
         if self.learnable_temperature:
-            self.log_temperature = nn.Parameter(log_temperature)
-        else:
-            self.register_buffer("log_temperature", log_temperature, persistent=False)
+            self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
+        # Follows the module across devices so that the reported temperature lives where the loss does.
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
     @property
     def temperature(self) -> Tensor:
         """The current temperature, a scalar tensor."""
-        return self.log_temperature.exp()
+        if self.learnable_temperature:
+            return self.log_temperature.exp()
+        return torch.tensor(self.initial_temperature, device=self._anchor.device)
 
     def forward(self, z_a: Tensor, z_b: Tensor) -> Tensor:
         """Loss of the global batch from this rank's projections ``z_a``, ``z_b`` [B_rank, P]."""
         z_a, z_b = gather_with_grad(z_a), gather_with_grad(z_b)  # [B, P] each
-        return info_nce(z_a, z_b, self.temperature.to(z_a.dtype))
+        # A fixed temperature stays a Python float: exact in any dtype.
+        learnt = self.learnable_temperature
+        return info_nce(z_a, z_b, self.temperature.to(z_a.dtype) if learnt else self.initial_temperature)
 
     def extra_repr(self) -> str:
         return (
