@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from contrast.augment._base import STALE_FIELDS
 from contrast.augment.compose import Compose, Transform
 from contrast.data.graph import CrystalArrays, StructureError, arrays_to_graph
 
@@ -23,6 +24,9 @@ _GRAPH_FIELDS = ("z", "pos", "cell", "edge_index", "cell_shift", "num_nodes")
 
 def rebuild_graph(data: Data, cutoff: float) -> Data:
     """Recompute the periodic neighbour list of ``data``, keeping its dtype and its other attributes.
+
+    Labels of the unperturbed structure (``energy``, ``forces``, ``stress``) are always dropped, so every view
+    of a dataset carries the same fields whichever transforms fired (batches need matching keys).
 
     Raises:
         StructureError: the view is not a valid crystal (e.g. atoms pushed closer than 0.5 Å).
@@ -37,7 +41,7 @@ def rebuild_graph(data: Data, cutoff: float) -> Data:
     graph.cell = graph.cell.to(data.cell.dtype)
     graph.cell_shift = graph.cell_shift.to(data.pos.dtype)
     for key, value in data.items():
-        if key not in _GRAPH_FIELDS:
+        if key not in _GRAPH_FIELDS and key not in STALE_FIELDS:
             graph[key] = value
     return graph
 

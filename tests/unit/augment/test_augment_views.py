@@ -171,3 +171,19 @@ def test_default_preset_gives_different_embeddings_but_rotation_alone_does_not(d
         for i in range(3):
             view = rigid(dataset[i], torch.Generator().manual_seed(i))
             torch.testing.assert_close(embed(view), embed(dataset[i]), atol=1e-8, rtol=1e-8)
+
+
+def test_views_carry_the_same_fields_whichever_transforms_fired(crystals):
+    labelled = []
+    for i, data in enumerate(crystals.values()):
+        data = data.clone()
+        data.energy = torch.tensor([-1.0 * i], dtype=torch.float64)
+        data.forces = torch.zeros(data.num_nodes, 3, dtype=torch.float64)
+        data.band_gap = torch.tensor([0.5 * i], dtype=torch.float64)
+        labelled.append(data)
+    pipeline = ViewPipeline([PositionNoise(p=0.5, sigma=0.01), SiteRemoval(p=0.5, fraction=0.3)], [], CUTOFF)
+    views = TwoViews(pipeline, pipeline, seed=0).wrap(labelled * 4)
+    keys = {tuple(sorted(view.keys())) for pair in views for view in pair}
+    assert len(keys) == 1 and "band_gap" in keys.pop()
+    batch_a, _ = next(iter(DataLoader(views, batch_size=len(views))))
+    assert batch_a.num_graphs == 12 and batch_a.band_gap.shape == (12,)
