@@ -22,7 +22,9 @@ class Compose:
 
     def __call__(self, data: Data, generator: torch.Generator) -> Data:
         """Return the transformed copy (the input is never modified)."""
-        out = data.clone()
+        if not self.transforms:
+            return data.clone()
+        out = data  # every transform copies its input
         for transform in self.transforms:
             out = transform(out, generator)
         return out

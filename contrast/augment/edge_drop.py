@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
@@ -15,15 +16,18 @@ def pair_index(edge_index: Tensor, cell_shift: Tensor) -> Tensor:
     The edge ``j -> i`` with shift ``S`` and the edge ``i -> j`` with shift ``-S`` describe the same pair, so
     they get the same id (the key is the lexicographically smaller of the two descriptions).
     """
-    shift = torch.round(cell_shift).long()  # [E, 3]
-    forward = torch.cat([edge_index.T, shift], dim=1)  # [E, 5]: (j, i, S)
-    backward = torch.cat([edge_index.flip(0).T, -shift], dim=1)  # [E, 5]: (i, j, -S)
+    # numpy: these arrays are tiny and torch's per-call overhead dominates here.
+    index = edge_index.detach().cpu().numpy()  # [2, E]
+    shift = np.rint(cell_shift.detach().cpu().numpy()).astype(np.int64)  # [E, 3]
+    forward = np.concatenate([index.T, shift], axis=1)  # [E, 5]: (j, i, S)
+    backward = np.concatenate([index[::-1].T, -shift], axis=1)  # [E, 5]: (i, j, -S)
     # The first differing column decides which description is smaller.
     diff = forward - backward  # [E, 5]
-    first = (diff != 0).long().argmax(dim=1)  # [E]
-    forward_smaller = diff.gather(1, first[:, None]).squeeze(1) <= 0  # [E]
-    key = torch.where(forward_smaller[:, None], forward, backward)  # [E, 5]
-    return torch.unique(key, dim=0, return_inverse=True)[1]
+    first = (diff != 0).argmax(axis=1)  # [E]
+    forward_smaller = diff[np.arange(len(diff)), first] <= 0  # [E]
+    key = np.where(forward_smaller[:, None], forward, backward)  # [E, 5]
+    inverse = np.unique(key, axis=0, return_inverse=True)[1].reshape(-1)  # [E]
+    return torch.from_numpy(inverse.astype(np.int64))
 
 
 class EdgeDrop:

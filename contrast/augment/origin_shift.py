@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch_geometric.data import Data
 
@@ -29,13 +30,15 @@ class OriginShift:
         """Return a shifted, wrapped copy of ``data`` (edge fields dropped; the pipeline rebuilds them)."""
         if not fires(self.p, generator):
             return data.clone()
-        cell = data.cell[0].to(torch.float64)  # [3, 3]
         shift = self.max_shift * torch.rand(3, generator=generator, dtype=torch.float64)  # [3]
-        frac = torch.linalg.solve(cell.T, data.pos.to(torch.float64).T).T + shift  # [N, 3]
-        frac = frac - torch.floor(frac)
+        # numpy for the 3x3 solve: torch's LAPACK call costs milliseconds for such tiny systems.
+        cell = data.cell[0].detach().to(torch.float64).numpy()  # [3, 3]
+        pos = data.pos.detach().to(torch.float64).numpy()  # [N, 3]
+        frac = np.linalg.solve(cell.T, pos.T).T + shift.numpy()  # [N, 3]
+        frac = frac - np.floor(frac)
         # Round-off can leave exactly 1.0 after the floor; fold it back to 0.
-        frac = torch.where(frac >= 1.0, frac - 1.0, frac)
-        pos = (frac @ cell).to(data.pos.dtype)
+        frac = np.where(frac >= 1.0, frac - 1.0, frac)
+        pos = torch.from_numpy(frac @ cell).to(data.pos.dtype)
         return with_structure(data, data.z.clone(), pos, data.cell.clone())
 
     def __repr__(self) -> str:
