@@ -20,6 +20,7 @@ __all__ = [
     "StructureError",
     "to_arrays",
     "arrays_to_graph",
+    "graph_edges",
     "neighbour_list",
     "structure_to_graph",
     "structures_to_graphs",
@@ -79,7 +80,9 @@ def to_arrays(structure) -> CrystalArrays:
         z, pos, cell = structure.z, structure.pos, structure.cell
     elif hasattr(structure, "get_atomic_numbers") and hasattr(structure, "get_cell"):  # ase.Atoms
         if not all(structure.pbc):
-            raise StructureError(f"not periodic in all three directions (pbc={list(map(bool, structure.pbc))})")
+            raise StructureError(
+                f"not periodic in all three directions (pbc={list(map(bool, structure.pbc))})"
+            )
         z = structure.get_atomic_numbers()
         pos = structure.get_positions()
         cell = np.asarray(structure.get_cell()[:])
@@ -135,6 +138,35 @@ def neighbour_list(
     return i, j, shift, distance
 
 
+def graph_edges(
+    crystal: CrystalArrays,
+    cutoff: float,
+    calculator: NeighborList | None = None,
+    require_neighbours: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Checked neighbour list of a crystal as plain arrays.
+
+    Returns:
+        ``(edge_index, shift)``: [2, E] source/target atom indices (``[j, i]``) and [E, 3] integer image
+        shifts.
+
+    Raises:
+        StructureError: atoms closer than 0.5 Å, or (with ``require_neighbours``) an atom without neighbours.
+    """
+    i, j, shift, distance = neighbour_list(crystal.pos, crystal.cell, cutoff, calculator)
+    if len(distance) and distance.min() < MIN_DISTANCE:
+        k = int(distance.argmin())
+        raise StructureError(
+            f"atoms {int(i[k])} and {int(j[k])} are {distance[k]:.3f} Å apart (closer than {MIN_DISTANCE} Å)"
+        )
+    if require_neighbours:
+        counts = np.bincount(i, minlength=len(crystal.z))
+        if (counts == 0).any():
+            lonely = int(np.flatnonzero(counts == 0)[0])
+            raise StructureError(f"atom {lonely} has no neighbour within the cutoff of {cutoff} Å")
+    return np.stack([j, i]), shift
+
+
 def arrays_to_graph(
     crystal: CrystalArrays,
     cutoff: float,
@@ -142,26 +174,15 @@ def arrays_to_graph(
     require_neighbours: bool = True,
 ) -> Data:
     """Build the contract ``Data`` from checked arrays (see module docstring)."""
-    i, j, shift, distance = neighbour_list(crystal.pos, crystal.cell, cutoff, calculator)
-    if len(distance) and distance.min() < MIN_DISTANCE:
-        k = int(distance.argmin())
-        raise StructureError(
-            f"atoms {int(i[k])} and {int(j[k])} are {distance[k]:.3f} Å apart (closer than {MIN_DISTANCE} Å)"
-        )
-    n_atoms = len(crystal.z)
-    if require_neighbours:
-        counts = np.bincount(i.astype(np.int64), minlength=n_atoms)
-        if (counts == 0).any():
-            lonely = int(np.flatnonzero(counts == 0)[0])
-            raise StructureError(f"atom {lonely} has no neighbour within the cutoff of {cutoff} Å")
-    edge_index = np.stack([j, i]).astype(np.int64)
+    edge_index, shift = graph_edges(crystal, cutoff, calculator, require_neighbours)
+    dtype = torch.get_default_dtype()
     return Data(
         z=torch.from_numpy(crystal.z),
-        pos=torch.from_numpy(crystal.pos).to(torch.get_default_dtype()),
-        cell=torch.from_numpy(crystal.cell).to(torch.get_default_dtype()).unsqueeze(0),
-        edge_index=torch.from_numpy(edge_index),
-        cell_shift=torch.from_numpy(shift.astype(np.float64)).to(torch.get_default_dtype()),
-        num_nodes=n_atoms,
+        pos=torch.from_numpy(crystal.pos).to(dtype),
+        cell=torch.from_numpy(crystal.cell).to(dtype).unsqueeze(0),
+        edge_index=torch.from_numpy(edge_index).long(),
+        cell_shift=torch.from_numpy(shift).to(dtype),
+        num_nodes=len(crystal.z),
     )
 
 
@@ -174,7 +195,8 @@ def structure_to_graph(structure, cutoff: float = 5.0, require_neighbours: bool 
         require_neighbours: raise when an atom has no neighbour within the cutoff.
 
     Returns:
-        ``Data`` with ``z`` [N], ``pos`` [N, 3], ``cell`` [1, 3, 3], ``edge_index`` [2, E], ``cell_shift`` [E, 3].
+        ``Data`` with ``z`` [N], ``pos`` [N, 3], ``cell`` [1, 3, 3], ``edge_index`` [2, E] and
+        ``cell_shift`` [E, 3].
 
     Raises:
         StructureError: the structure cannot be a crystal graph; the message says why.
@@ -198,5 +220,3 @@ def structures_to_graphs(
         except StructureError as error:
             raise error.located(source, index) from None
     return graphs
-
-

@@ -1,0 +1,64 @@
+"""On-disk cache of built datasets: where it lives, what invalidates it, and atomic writes.
+
+A cache entry is a folder ``<cache root>/<source name>-<key>/`` holding the compact arrays of
+:mod:`contrast.data.store`, ``meta.json`` (ids, formulas, skipped entries) and, when skipping was asked for,
+``report.json``. The key hashes everything that shapes the result: each source file's path, size and
+modification time, the reader options, the targets, the cutoff, the error policy, the structure limit and
+:data:`FORMAT_VERSION`. Changing any of them gives a new key, so a stale cache is never reused. Entries are
+written into a temporary folder and renamed into place, so an interrupted build never leaves a half cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FORMAT_VERSION", "default_cache_root", "cache_key", "write_atomically"]
+
+FORMAT_VERSION = 1
+
+
+def default_cache_root() -> Path:
+    """``$CONTRAST_CACHE`` when set, else ``~/.cache/contrast``."""
+    return Path(os.environ.get("CONTRAST_CACHE", Path.home() / ".cache" / "contrast")).expanduser()
+
+
+def cache_key(files: list[str], settings: dict[str, Any]) -> str:
+    """A 16-hex-digit key over the files' (path, size, mtime) and the JSON-serialisable ``settings``."""
+    stamps = []
+    for path in files:
+        stat = os.stat(path)
+        stamps.append([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
+    payload = json.dumps({"version": FORMAT_VERSION, "files": stamps, "settings": settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def entry_name(source: str, key: str) -> str:
+    """Folder name of a cache entry: a readable stem of the source plus the key."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(source)).name)[:48] or "data"
+    return f"{stem}-{key}"
+
+
+def write_atomically(final: Path, write: Callable[[str], None]) -> Path:
+    """Run ``write(tmp_folder)``, then rename the folder to ``final`` (another writer winning is fine)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent)
+    try:
+        write(tmp)
+        os.rename(tmp, final)
+    except OSError:
+        if not final.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # an identical entry was written concurrently
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,137 @@
+"""``CrystalDataModule``: load, split and batch a crystal dataset for Lightning (Hydra-friendly arguments)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import Dataset, Subset
+from torch_geometric.loader import DataLoader
+
+from contrast.data.dataset import CrystalDataset, load_dataset
+from contrast.data.splits import composition_split, load_split, random_split, save_split
+
+__all__ = ["CrystalDataModule"]
+
+SPLITS = ("random", "composition", "file")
+
+
+class CrystalDataModule(pl.LightningDataModule):
+    """Crystal graphs split into train/val/test, batched with PyG's ``DataLoader``.
+
+    Args:
+        source: anything :func:`contrast.load_dataset` reads.
+        cutoff: neighbour cutoff radius, Å.
+        targets: target names attached to each graph.
+        batch_size: graphs per batch.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        split: ``"random"``, ``"composition"`` (no reduced formula in two parts) or ``"file"``.
+        fractions: train, val and test fractions.
+        seed: split seed.
+        split_file: JSON indices file for ``split="file"``.
+        on_error: ``"raise"`` or ``"skip"`` bad entries.
+        cache_dir: dataset cache root.
+        output_dir: run directory; ``splits.json`` and the skip report are written there.
+        view_transform: an object with ``wrap(dataset) -> dataset`` whose items are ``(view_a, view_b)``;
+            train and val are wrapped, and batches become ``[Batch_a, Batch_b]``.
+        max_structures: read at most this many structures.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        cutoff: float = 5.0,
+        targets: Sequence[str] | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        split: str = "random",
+        fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        split_file: str | None = None,
+        on_error: str = "raise",
+        cache_dir: str | None = None,
+        output_dir: str | None = None,
+        view_transform: Any = None,
+        max_structures: int | None = None,
+    ):
+        super().__init__()
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split == "file" and split_file is None:
+            raise ValueError("split='file' needs split_file")
+        self.source = source
+        self.cutoff = cutoff
+        self.targets = list(targets or [])
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.split = split
+        self.fractions = tuple(fractions)
+        self.seed = seed
+        self.split_file = split_file
+        self.on_error = on_error
+        self.cache_dir = cache_dir
+        self.output_dir = output_dir
+        self.view_transform = view_transform
+        self.max_structures = max_structures
+        self.dataset: CrystalDataset | None = None
+        self.splits: dict[str, list[int]] | None = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the dataset, split it, write ``splits.json`` and wrap train/val in the view transform."""
+        if self.dataset is not None:
+            return
+        self.dataset = load_dataset(
+            self.source,
+            cutoff=self.cutoff,
+            targets=self.targets,
+            on_error=self.on_error,
+            cache_dir=self.cache_dir,
+            report_dir=self.output_dir,
+            max_structures=self.max_structures,
+        )
+        self.splits = self._make_split(self.dataset)
+        if self.output_dir is not None:
+            Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+            save_split(self.splits, os.path.join(self.output_dir, "splits.json"))
+        train, val, test = (Subset(self.dataset, self.splits[name]) for name in ("train", "val", "test"))
+        if self.view_transform is not None:
+            train, val = self.view_transform.wrap(train), self.view_transform.wrap(val)
+        self.train_set, self.val_set, self.test_set = train, val, test
+
+    def _make_split(self, dataset: CrystalDataset) -> dict[str, list[int]]:
+        if self.split == "file":
+            return load_split(self.split_file, len(dataset))
+        if self.split == "composition":
+            return composition_split(dataset.formulas, self.fractions, self.seed)
+        return random_split(len(dataset), self.fractions, self.seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to wrapped view datasets, so their views are re-drawn each epoch."""
+        for part in (self.train_set, self.val_set):
+            if hasattr(part, "set_epoch"):
+                part.set_epoch(epoch)
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=False,  # views are re-seeded per epoch in freshly started workers
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

@@ -1,0 +1,364 @@
+"""Readers: every supported source -> a list of :class:`Entry` (a structure plus its labels).
+
+Supported sources (see :func:`resolve_source`):
+
+- any file ASE reads (extxyz, POSCAR, ...) and CIF files (read with pymatgen, which keeps partial
+  occupancies visible), optionally compressed (``.gz``, ``.bz2``, ``.xz``); a compressed file is
+  decompressed into memory in one streaming pass and then parsed, because ASE seeks inside gzip streams
+  (quadratic time);
+- a glob of such files, or a folder of them;
+- a CSV with a CIF column plus property columns (CDVAE / matbench style);
+- a folder of CIFs with ``id_prop.csv`` (CGCNN style: rows ``id,value``; the value is the target ``target``);
+- ``"default"``: the AFLOW prototype library bundled with pymatgen (288 structures, no download);
+- ``"emt"``: structures labelled with ASE's EMT calculator (:func:`contrast.data.emt.emt_structures`);
+- a list of pymatgen ``Structure`` / ``ase.Atoms`` objects in memory.
+
+A reader never raises for one bad entry: it returns an :class:`Entry` with ``error`` set, so the dataset
+builder can raise or skip it with the file and entry named.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import glob
+import gzip
+import io
+import lzma
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Entry", "SourceSpec", "resolve_source", "read_entries", "atoms_properties", "voigt_to_matrix"]
+
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_STRUCTURE_SUFFIXES = (".cif", ".extxyz", ".xyz", ".vasp", ".poscar")
+_STRUCTURE_NAMES = ("POSCAR", "CONTCAR")
+_ID_COLUMNS = ("material_id", "mp_id", "id", "name")
+
+
+@dataclass
+class Entry:
+    """One structure read from a source, or the reason it could not be read."""
+
+    source: str
+    index: int
+    structure: Any = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class SourceSpec:
+    """What a source is: its kind, the files it covers and the reader options that shape its entries."""
+
+    kind: str  # "files" | "csv" | "cgcnn" | "default" | "emt" | "memory"
+    files: list[str]
+    options: dict[str, Any]
+    items: list | None = None  # in-memory structures
+
+
+def resolve_source(source: Any, **options: Any) -> SourceSpec:
+    """Classify a source and list its files (used for reading and for the cache key).
+
+    Raises:
+        FileNotFoundError: a path or glob that matches nothing.
+    """
+    if isinstance(source, (list, tuple)):
+        return SourceSpec("memory", [], options, list(source))
+    source = os.fspath(source)
+    if source == "default":
+        import pymatgen.analysis.prototypes as prototypes
+
+        path = os.path.join(os.path.dirname(prototypes.__file__), "aflow_prototypes.json.gz")
+        return SourceSpec("default", [path], options)
+    if source == "emt":
+        from contrast.data import emt
+
+        return SourceSpec("emt", [emt.__file__], options)
+    if any(char in source for char in "*?["):
+        files = sorted(glob.glob(os.path.expanduser(source), recursive=True))
+        if not files:
+            raise FileNotFoundError(f"no file matches the pattern {source}")
+        return SourceSpec("files", files, options)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if (path / "id_prop.csv").exists():
+            return SourceSpec("cgcnn", [str(path / "id_prop.csv")], options)
+        files = sorted(str(p) for p in path.iterdir() if _is_structure_file(p.name))
+        if not files:
+            raise FileNotFoundError(f"folder {path} holds no structure files or id_prop.csv")
+        return SourceSpec("files", files, options)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    kind = "csv" if _strip_compression(path.name).lower().endswith(".csv") else "files"
+    return SourceSpec(kind, [str(path)], options)
+
+
+def read_entries(spec: SourceSpec, max_structures: int | None = None) -> list[Entry]:
+    """Read every entry of a resolved source (at most ``max_structures``)."""
+    if spec.kind == "memory":
+        entries = [_entry_from_object("<memory>", k, item) for k, item in enumerate(spec.items)]
+    elif spec.kind == "default":
+        entries = _read_default(spec.files[0])
+    elif spec.kind == "emt":
+        from contrast.data.emt import emt_structures
+
+        structures = emt_structures(**spec.options)
+        entries = [_entry_from_object("emt", k, atoms) for k, atoms in enumerate(structures)]
+    elif spec.kind == "csv":
+        entries = _read_csv(spec.files[0], **spec.options)
+    elif spec.kind == "cgcnn":
+        entries = _read_cgcnn(spec.files[0])
+    else:
+        entries = []
+        for path in spec.files:
+            remaining = None if max_structures is None else max_structures - len(entries)
+            if remaining is not None and remaining <= 0:
+                break
+            entries.extend(read_file(path, limit=remaining, **spec.options))
+    return entries if max_structures is None else entries[:max_structures]
+
+
+def read_file(path: str, limit: int | None = None, format: str | None = None) -> list[Entry]:
+    """Read all structures of one file (compressed or not); an unparsable file gives one failed entry."""
+    name = _strip_compression(os.path.basename(path))
+    compressed = name != os.path.basename(path)
+    if format is None:
+        format = _guess_format(name)
+    text = None
+    if compressed or format in ("cif", "extxyz"):
+        try:
+            text = _read_text(path)
+        except (OSError, UnicodeDecodeError, EOFError) as error:
+            return [Entry(path, 0, error=f"cannot read the file ({error})")]
+        if not text.strip():
+            return [Entry(path, 0, error="empty file")]
+    elif os.path.getsize(path) == 0:
+        return [Entry(path, 0, error="empty file")]
+    try:
+        if format == "cif":
+            return _read_cif_text(path, text, Path(name).stem, limit)
+        if format == "extxyz":
+            return _read_extxyz_text(path, text, limit)
+        import ase.io
+
+        handle = io.StringIO(text) if text is not None else path
+        images = ase.io.read(handle, format=format, index=":")
+    except Exception as error:  # the parsers raise many types; all mean "cannot parse"
+        return [Entry(path, 0, error=f"cannot parse as {format} ({type(error).__name__}: {error})")]
+    if not images:
+        return [Entry(path, 0, error="no structure in the file")]
+    return [_entry_from_object(path, k, atoms, default_id=Path(name).stem) for k, atoms in enumerate(images)]
+
+
+def atoms_properties(atoms) -> dict[str, Any]:
+    """Labels of an ``ase.Atoms``: numeric ``info`` values plus the calculator's energy, forces and stress.
+
+    Stress is returned as a [3, 3] matrix in ASE's sign convention ((1/V) dE/d strain, eV/Å^3).
+    """
+    properties = {key: value for key, value in atoms.info.items() if _is_number(value)}
+    if "forces" in atoms.arrays:
+        properties["forces"] = atoms.arrays["forces"]
+    results = getattr(atoms.calc, "results", None) or {}
+    for key in ("energy", "forces", "stress"):
+        if key in results and results[key] is not None:
+            properties[key] = results[key]
+    if "stress" in properties:
+        properties["stress"] = voigt_to_matrix(properties["stress"])
+    return properties
+
+
+def voigt_to_matrix(stress) -> np.ndarray:
+    """ASE Voigt stress (xx, yy, zz, yz, xz, xy) or a 3x3 matrix -> [3, 3] matrix."""
+    stress = np.asarray(stress, dtype=np.float64)
+    if stress.shape == (3, 3):
+        return stress
+    if stress.shape != (6,):
+        raise ValueError(f"stress of shape {stress.shape}; expected 6 Voigt values or 3x3")
+    xx, yy, zz, yz, xz, xy = stress
+    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+
+
+def _entry_from_object(source: str, index: int, item, default_id: str | None = None) -> Entry:
+    if hasattr(item, "get_atomic_numbers"):  # ase.Atoms
+        info = item.info
+        entry_id = info.get("mp_id", info.get("id", info.get("material_id")))
+        entry_id = str(entry_id) if entry_id is not None else _numbered(default_id, index)
+        return Entry(source, index, item, atoms_properties(item), entry_id)
+    properties = dict(getattr(item, "properties", None) or {})
+    entry_id = properties.get("id", properties.get("mp_id"))
+    entry_id = str(entry_id) if entry_id is not None else _numbered(default_id, index)
+    properties = {key: value for key, value in properties.items() if _is_number(value)}
+    return Entry(source, index, item, properties, entry_id)
+
+
+def _numbered(stem: str | None, index: int) -> str | None:
+    if stem is None:
+        return None
+    return stem if index == 0 else f"{stem}#{index}"
+
+
+def _read_extxyz_text(path: str, text: str, limit: int | None) -> list[Entry]:
+    from ase.io.extxyz import read_xyz
+
+    from contrast.data.extxyz import Unsupported, read_extxyz_frames
+
+    stem = Path(_strip_compression(os.path.basename(path))).stem
+    try:
+        return read_extxyz_frames(text, path, stem, limit)
+    except Unsupported:
+        pass
+    if limit is None:
+        try:  # fast path: one parse of the whole stream
+            images = list(read_xyz(io.StringIO(text), index=slice(None)))
+            return [_entry_from_object(path, k, atoms, stem) for k, atoms in enumerate(images)]
+        except Exception:  # locate the bad frame below
+            pass
+    entries = []
+    for k, frame in enumerate(_split_xyz_frames(text)):
+        if limit is not None and k >= limit:
+            break
+        try:
+            atoms = next(read_xyz(io.StringIO(frame), index=0))
+        except Exception as error:
+            entries.append(Entry(path, k, error=f"cannot parse frame ({type(error).__name__}: {error})"))
+            continue
+        entries.append(_entry_from_object(path, k, atoms, stem))
+    return entries
+
+
+def _split_xyz_frames(text: str) -> list[str]:
+    """Split an (ext)xyz text into frames using each frame's atom-count line."""
+    lines = text.splitlines(keepends=True)
+    frames, start = [], 0
+    while start < len(lines):
+        if not lines[start].strip():
+            start += 1
+            continue
+        try:
+            count = int(lines[start].split()[0])
+        except ValueError:
+            frames.append("".join(lines[start:]))  # unparsable from here on: one failed frame
+            break
+        frames.append("".join(lines[start : start + count + 2]))
+        start += count + 2
+    return frames
+
+
+def _read_cif_text(path: str, text: str, stem: str, limit: int | None = None) -> list[Entry]:
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            structures = CifParser.from_str(text).parse_structures(primitive=False, on_error="ignore")
+        except Exception as error:
+            return [Entry(path, 0, error=f"cannot parse CIF ({type(error).__name__}: {error})")]
+    if not structures:
+        return [Entry(path, 0, error="no structure could be parsed from the CIF (truncated or malformed)")]
+    structures = structures[:limit] if limit is not None else structures
+    return [Entry(path, k, s, {}, _numbered(stem, k)) for k, s in enumerate(structures)]
+
+
+def _read_csv(path: str, cif_column: str | None = None, id_column: str | None = None) -> list[Entry]:
+    with _open_text(path) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return [Entry(path, 0, error="empty file")]
+    columns = list(rows[0])
+    cif_column = cif_column or next((c for c in columns if c.lower() == "cif"), None)
+    if cif_column not in columns:
+        return [Entry(path, 0, error=f"no CIF column (columns: {columns}); pass cif_column=")]
+    id_column = id_column or next((c for c in _ID_COLUMNS if c in columns), None)
+    entries = []
+    for k, row in enumerate(rows):
+        entry_id = row.get(id_column) if id_column else str(k)
+        parsed = _read_cif_text(path, row[cif_column] or "", entry_id)
+        entry = parsed[0]
+        entry.index, entry.id = k, entry_id
+        entry.properties = {c: _to_float(v) for c, v in row.items() if c not in (cif_column, id_column)}
+        entry.properties = {c: v for c, v in entry.properties.items() if v is not None}
+        entries.append(entry)
+    return entries
+
+
+def _read_cgcnn(id_prop: str) -> list[Entry]:
+    folder = os.path.dirname(id_prop)
+    with open(id_prop, newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    entries = []
+    for k, row in enumerate(rows):
+        cif_path = os.path.join(folder, f"{row[0].strip()}.cif")
+        if not os.path.exists(cif_path):
+            entries.append(Entry(id_prop, k, id=row[0], error=f"missing file {cif_path}"))
+            continue
+        entry = read_file(cif_path, format="cif")[0]
+        entry.index, entry.id = k, row[0].strip()
+        value = _to_float(row[1]) if len(row) > 1 else None
+        entry.properties = {"target": value} if value is not None else {}
+        entries.append(entry)
+    return entries
+
+
+def _read_default(path: str) -> list[Entry]:
+    from monty.serialization import loadfn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records = loadfn(path)
+    return [Entry(path, k, r["snl"].structure, {}, r["tags"]["aflow"]) for k, r in enumerate(records)]
+
+
+def _read_text(path: str) -> str:
+    with _open_text(path) as handle:
+        return handle.read()
+
+
+def _open_text(path: str):
+    opener = _OPENERS.get(Path(path).suffix.lower())
+    if opener is None:
+        return open(path, newline="")
+    return opener(path, "rt", newline="")
+
+
+def _strip_compression(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return name[: -len(suffix)] if suffix in _OPENERS else name
+
+
+def _is_structure_file(name: str) -> bool:
+    name = _strip_compression(name)
+    return name.lower().endswith(_STRUCTURE_SUFFIXES) or name.startswith(_STRUCTURE_NAMES)
+
+
+def _guess_format(name: str) -> str | None:
+    lower = name.lower()
+    if lower.endswith(".cif"):
+        return "cif"
+    if lower.endswith((".xyz", ".extxyz")):
+        return "extxyz"
+    if lower.endswith((".vasp", ".poscar")) or name.startswith(_STRUCTURE_NAMES):
+        return "vasp"
+    from ase.io.formats import ioformats
+
+    for format_name, spec in ioformats.items():  # e.g. .traj, .json, .cfg
+        if any(lower.endswith("." + ext) for ext in spec.extensions):
+            return format_name
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _to_float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
