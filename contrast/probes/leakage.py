@@ -4,6 +4,10 @@
 uniform scaling. Matching is done in three cheap-to-expensive steps, so ~30k pretraining against ~3k test
 structures takes seconds: group by reduced composition (only atomic numbers needed), compare a neighbour-shell
 signature within each group, and confirm the close pairs with pymatgen's ``StructureMatcher``.
+
+The signature step is stricter than ``StructureMatcher``'s loose default tolerances: two different small
+cells that happen to lie within them (RMS displacements ~0.25 (V/N)^(1/3)) are not flagged. Raise
+``signature_tol`` to flag such near-duplicates too.
 """
 
 from __future__ import annotations
