@@ -26,6 +26,7 @@ __all__ = [
     "CheckpointError",
     "build_from_config",
     "extract_state_dict",
+    "load_energy_model",
     "load_module",
     "read_checkpoint",
 ]
@@ -223,3 +224,30 @@ def load_module(
                 ) from None
             return module.eval()
     raise CheckpointError(f"no weights under any of {list(prefixes)}", source)
+
+
+def load_energy_model(checkpoint: Mapping[str, Any], source: str | Path | None = None) -> nn.Module:
+    """Rebuild the ``EnergyModel`` of an energy-task checkpoint (``model.encoder.*`` and ``model.head.*``).
+
+    The encoder comes from ``hyper_parameters["encoder"]`` (a ``_target_`` config, allow-listed), the head
+    from ``hyper_parameters["head"]`` (``EnergyHead`` keyword arguments, ``in_dim`` taken from the encoder).
+
+    Returns:
+        The model in eval mode with all weights and buffers (reference energies, scale, shift) loaded.
+
+    Raises:
+        CheckpointError: not an energy checkpoint, a disallowed target, or weights that do not fit.
+    """
+    from contrast.nn.heads import EnergyHead, EnergyModel
+
+    if not any(key.startswith("model.head.") for key in checkpoint["state_dict"]):
+        raise CheckpointError("no energy head weights (model.head.*): not an energy-task checkpoint", source)
+    encoder = load_module(checkpoint, "encoder", ["model.encoder."], source)
+    head_kwargs = dict(checkpoint["hyper_parameters"].get("head") or {})
+    head_kwargs.pop("in_dim", None)
+    try:
+        head = EnergyHead(in_dim=encoder.embedding_dim, **head_kwargs)
+        head.load_state_dict(extract_state_dict(checkpoint["state_dict"], "model.head."), strict=True)
+    except (TypeError, RuntimeError) as error:
+        raise CheckpointError(f"energy head does not fit its weights: {error}", source) from None
+    return EnergyModel(encoder, head).eval()

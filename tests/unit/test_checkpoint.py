@@ -206,3 +206,27 @@ def test_reads_a_real_lightning_checkpoint(tmp_path):
     assert checkpoint["hyper_parameters"]["encoder"] == config
     encoder = load_module(checkpoint, "encoder", ["encoder."], allowed_prefixes=(HERE,))
     assert torch.equal(encoder.lin.weight, module.encoder.lin.weight.detach())
+
+
+def test_load_energy_model_round_trip(tmp_path):
+    pytest.importorskip("contrast.nn.schnet")
+    heads = pytest.importorskip("contrast.nn.heads")
+    from contrast.checkpoint import load_energy_model
+    from contrast.data.graph import structure_to_graph
+
+    torch.manual_seed(2)
+    config = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 3.0}
+    model = heads.EnergyModel(build_from_config(config), heads.EnergyHead(8, hidden_dim=4, max_z=20))
+    model.head.ref.fill_(-1.5)  # buffers must travel too
+    state = {f"model.{key}": value for key, value in model.state_dict().items()}
+    hparams = {"task": "energy", "encoder": config, "head": {"hidden_dim": 4, "max_z": 20}}
+    path = tmp_path / "energy.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": hparams}, path)
+    loaded = load_energy_model(read_checkpoint(path), source=path)
+    from ase.build import bulk
+
+    graph = structure_to_graph(bulk("Si", "diamond", a=5.43), cutoff=3.0)
+    assert torch.equal(loaded(graph), model.eval()(graph))
+    torch.save({"state_dict": {"encoder.x": torch.ones(1)}, "hyper_parameters": hparams}, path)
+    with pytest.raises(CheckpointError, match="not an energy-task checkpoint"):
+        load_energy_model(read_checkpoint(path), source=path)
