@@ -92,7 +92,7 @@ def to_arrays(structure) -> CrystalArrays:
         z = []
         for site in structure.sites:
             number = getattr(site.specie, "Z", 0)
-            if not number:
+            if type(site.specie).__name__ == "DummySpecies" or not 1 <= number <= 118:
                 raise StructureError(f"dummy or unknown species {site.specie!s}")
             z.append(number)
         pos = structure.cart_coords

@@ -1,0 +1,94 @@
+"""Splits (random, by composition, from a file) and the DataModule's loaders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from torch_geometric.data import Batch
+
+from contrast.data.datamodule import CrystalDataModule
+from contrast.data.splits import composition_split, load_split, random_split
+
+FORMULAS = [f"A{k % 23}B" for k in range(200)]
+
+
+def test_random_split_partitions_and_is_seeded():
+    split = random_split(100, (0.7, 0.2, 0.1), seed=3)
+    assert sorted(split["train"] + split["val"] + split["test"]) == list(range(100))
+    assert [len(split[k]) for k in ("train", "val", "test")] == [70, 20, 10]
+    assert split == random_split(100, (0.7, 0.2, 0.1), seed=3)
+    assert split != random_split(100, (0.7, 0.2, 0.1), seed=4)
+
+
+def test_composition_split_keeps_formulas_apart():
+    split = composition_split(FORMULAS, (0.8, 0.1, 0.1), seed=0)
+    groups = {name: {FORMULAS[i] for i in indices} for name, indices in split.items()}
+    assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"]
+    assert not groups["val"] & groups["test"]
+    assert sorted(sum(split.values(), [])) == list(range(200))
+    assert abs(len(split["train"]) - 160) <= 10  # groups of 8 or 9 limit the precision
+    assert split == composition_split(FORMULAS, (0.8, 0.1, 0.1), seed=0)
+
+
+def test_bad_fractions_and_split_files(tmp_path):
+    with pytest.raises(ValueError, match="fractions"):
+        random_split(10, (0.5, 0.2, 0.2))
+    (tmp_path / "s.json").write_text(json.dumps({"train": [0, 1], "val": [1], "test": []}))
+    with pytest.raises(ValueError, match="repeats"):
+        load_split(tmp_path / "s.json", 3)
+    (tmp_path / "s.json").write_text(json.dumps({"train": [0, 5], "val": [], "test": []}))
+    with pytest.raises(ValueError, match="outside"):
+        load_split(tmp_path / "s.json", 3)
+
+
+@pytest.fixture(scope="module")
+def structures():
+    out = []
+    for k in range(12):
+        atoms = bulk(["Cu", "Al", "Ni", "Ag"][k % 4], "fcc", a=3.6 + 0.05 * k)
+        atoms.info["band_gap"] = float(k)
+        out.append(atoms)
+    return out
+
+
+class PairViews:
+    """A stand-in view transform: item i becomes (item, item with shifted positions)."""
+
+    def wrap(self, dataset):
+        return [(data, data.clone().update({"pos": data.pos + 0.1})) for data in dataset]
+
+
+def test_datamodule_random_and_file_round_trip(tmp_path, structures):
+    dm = CrystalDataModule(
+        structures, cutoff=4.0, targets=["band_gap"], batch_size=4, output_dir=str(tmp_path)
+    )
+    dm.setup()
+    saved = json.loads((tmp_path / "splits.json").read_text())
+    assert [len(saved[k]) for k in ("train", "val", "test")] == [10, 1, 1]
+    batch = next(iter(dm.train_dataloader()))
+    assert isinstance(batch, Batch) and batch.num_graphs == 4 and batch.band_gap.shape == (4,)
+    again = CrystalDataModule(structures, cutoff=4.0, split="file", split_file=str(tmp_path / "splits.json"))
+    again.setup()
+    assert again.splits == saved
+    assert [d.idx.item() for d in again.test_set] == saved["test"]
+
+
+def test_datamodule_composition_split(structures):
+    dm = CrystalDataModule(structures, cutoff=4.0, split="composition", fractions=(0.5, 0.25, 0.25), seed=1)
+    dm.setup()
+    formulas = {name: {dm.dataset.formulas[i] for i in dm.splits[name]} for name in ("train", "val", "test")}
+    assert not formulas["train"] & formulas["test"] and not formulas["train"] & formulas["val"]
+
+
+def test_datamodule_views_collate_to_two_batches(structures):
+    dm = CrystalDataModule(structures, cutoff=4.0, batch_size=3, view_transform=PairViews())
+    dm.setup()
+    view_a, view_b = next(iter(dm.train_dataloader()))
+    assert isinstance(view_a, Batch) and view_a.num_graphs == 3
+    assert torch.allclose(view_b.pos - view_a.pos, torch.full_like(view_a.pos, 0.1))
+    assert isinstance(next(iter(dm.test_dataloader())), Batch)
+    assert np.isfinite(view_a.pos.numpy()).all()
