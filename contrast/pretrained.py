@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from contrast.checkpoint import CheckpointError, load_module, read_checkpoint
+from contrast.checkpoint import load_module, read_checkpoint
 from contrast.nn.base import CrystalEncoder
 
 __all__ = ["load_encoder", "embed", "load_calculator", "load_energy_model"]
@@ -36,21 +36,9 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Crysta
 
 def load_energy_model(path: str | Path, device: str | torch.device = "cpu"):
     """The :class:`contrast.nn.heads.EnergyModel` (encoder + energy head) of an energy-task checkpoint."""
-    from contrast.nn.heads import EnergyHead, EnergyModel
+    from contrast.checkpoint import load_energy_model as build_energy_model
 
-    checkpoint = read_checkpoint(path)
-    hparams = checkpoint["hyper_parameters"]
-    if hparams.get("task") != "energy":
-        raise CheckpointError(f"holds a {hparams.get('task')!r} model, not an energy model (task=energy)", path)
-    encoder = load_module(checkpoint, "encoder", ("model.encoder.",), source=path)
-    head_options = {k: v for k, v in (hparams.get("head") or {}).items() if not k.startswith("_")}
-    head = EnergyHead(in_dim=encoder.embedding_dim, **head_options)
-    head_state = {k[len("model.head.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.head.")}
-    try:
-        head.load_state_dict(head_state, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"energy head weights do not fit: {error}", path) from None
-    return EnergyModel(encoder, head).to(device).eval()
+    return build_energy_model(read_checkpoint(path), source=path).to(device).eval()
 
 
 def load_calculator(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64):
@@ -71,7 +59,9 @@ def _graphs(structures, cutoff: float) -> Sequence:
     dataset_cutoff = getattr(structures, "cutoff", None)
     if dataset_cutoff is not None:
         if abs(float(dataset_cutoff) - cutoff) > 1e-9:
-            raise ValueError(f"the dataset was built at cutoff {dataset_cutoff} Å but the encoder uses {cutoff} Å")
+            raise ValueError(
+                f"the dataset was built at cutoff {dataset_cutoff} Å but the encoder uses {cutoff} Å"
+            )
         return structures
     return [structure_to_graph(s, cutoff, require_neighbours=False) for s in structures]
 

@@ -87,7 +87,8 @@ class TaskModule(pl.LightningModule):
             return
         elapsed = max(time.perf_counter() - started, 1e-9)
         graphs = batch[0].num_graphs if isinstance(batch, list | tuple) else batch.num_graphs
-        self.log("throughput", graphs * self.trainer.world_size / elapsed, on_step=True, on_epoch=True)
+        throughput = graphs * self.trainer.world_size / elapsed
+        self.log("throughput", throughput, on_step=True, on_epoch=True, batch_size=graphs)
         optimizer = self.trainer.optimizers[0] if self.trainer.optimizers else None
         if optimizer is not None:
-            self.log("lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False, prog_bar=False)
+            self.log("lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=graphs)

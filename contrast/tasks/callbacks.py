@@ -34,8 +34,8 @@ def _epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
 class MetricsJSON(pl.Callback):
     """Keeps one row of metrics per epoch and writes ``metrics.json`` into the run directory.
 
-    The file holds ``history`` (one dict per epoch), ``first_epoch``, ``last_epoch`` and ``test`` plus anything a
-    task adds through :meth:`add`.
+    The file holds ``history`` (one dict per epoch), ``first_epoch``, ``last_epoch`` and ``test``, plus
+    anything a task adds through :meth:`add`.
     """
 
     def __init__(self, output_dir: str | Path):

@@ -56,8 +56,15 @@ class ContrastiveTask(TaskModule):
             f"{stage}/uniformity": uniformity(z_a.detach()),
             f"{stage}/embedding_std": embedding_std(h_a.detach()),
         }
-        self.log_dict(metrics, batch_size=batch_size, sync_dist=stage != "train", prog_bar=False)
-        self.log(f"{stage}_loss", loss, batch_size=batch_size, prog_bar=True, sync_dist=stage != "train")
+        self.log_dict(metrics, batch_size=batch_size, on_epoch=True, sync_dist=stage != "train")
+        self.log(
+            f"{stage}_loss",
+            loss,
+            batch_size=batch_size,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=stage != "train",
+        )
         temperature = getattr(self.loss_fn, "temperature", None)
         if isinstance(temperature, Tensor):
             self.log(f"{stage}/temperature", temperature.detach(), batch_size=batch_size)

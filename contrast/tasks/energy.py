@@ -6,7 +6,6 @@ import logging
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
@@ -116,8 +115,15 @@ class EnergyTask(TaskModule):
             loss = loss + self.loss_weights["stress"] * stress_error.pow(2).mean()
             metrics[f"{stage}/stress_mae"] = stress_error.abs().mean()
         on_step = stage == "train"
-        self.log_dict(metrics, batch_size=batch.num_graphs, sync_dist=not on_step)
-        self.log(f"{stage}_loss", loss, batch_size=batch.num_graphs, prog_bar=True, sync_dist=not on_step)
+        self.log_dict(metrics, batch_size=batch.num_graphs, on_epoch=True, sync_dist=not on_step)
+        self.log(
+            f"{stage}_loss",
+            loss,
+            batch_size=batch.num_graphs,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=not on_step,
+        )
         return loss
 
     def training_step(self, batch, batch_idx: int) -> Tensor:

@@ -1,7 +1,8 @@
 """Frozen-embedding probes: an MLP probe (this LightningModule), ridge/logistic and kNN, with two baselines.
 
-Every probe run reports, on the same split, the same probes on (1) a randomly initialised encoder of the same
-architecture and (2) composition-only features (element fractions). A number without its baselines is not a result.
+Every probe run reports, on the same split, the same probes on (1) a randomly initialised encoder of the
+same architecture and (2) composition-only features (element fractions). A number without its baselines is
+not a result.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class ProbeTask(TaskModule):
         self.encoder.eval()  # frozen: no dropout or batch statistics updates, ever
         return self
 
-    # -- embeddings -------------------------------------------------------------------------------------------
+    # -- embeddings --
     @torch.no_grad()
     def embeddings(self, batch) -> Tensor:
         """Frozen embeddings [B, D], cached by dataset index (the encoder never changes)."""
@@ -94,9 +95,11 @@ class ProbeTask(TaskModule):
         train_set = self.trainer.datamodule.train_set
         values = torch.stack([self.targets_of(train_set[i])[0] for i in range(len(train_set))]).double()
         self.target_mean.copy_(values.mean(0))
-        self.target_std.copy_(values.std(0).clamp_min(1e-8) if len(values) > 1 else torch.ones_like(values[0]))
+        self.target_std.copy_(
+            values.std(0).clamp_min(1e-8) if len(values) > 1 else torch.ones_like(values[0])
+        )
 
-    # -- training ---------------------------------------------------------------------------------------------
+    # -- training --
     def forward(self, batch) -> Tensor:
         """Predictions: [B, T] in target units (regression) or logits [B, C] (classification)."""
         out = self.head(self.embeddings(batch))
@@ -110,12 +113,16 @@ class ProbeTask(TaskModule):
         if self.hparams.kind == "regression":
             loss = F.mse_loss(out, (y - self.target_mean) / self.target_std)
             mae = ((out * self.target_std + self.target_mean) - y).abs().mean()
-            self.log(f"{stage}/mae", mae, batch_size=len(y), sync_dist=stage != "train")
+            self.log(f"{stage}/mae", mae, batch_size=len(y), on_epoch=True, sync_dist=stage != "train")
         else:
             loss = F.cross_entropy(out, y.view(-1).long())
             accuracy = (out.argmax(1) == y.view(-1).long()).float().mean()
-            self.log(f"{stage}/accuracy", accuracy, batch_size=len(y), sync_dist=stage != "train")
-        self.log(f"{stage}_loss", loss, batch_size=len(y), prog_bar=True, sync_dist=stage != "train")
+            self.log(
+                f"{stage}/accuracy", accuracy, batch_size=len(y), on_epoch=True, sync_dist=stage != "train"
+            )
+        self.log(
+            f"{stage}_loss", loss, batch_size=len(y), on_epoch=True, prog_bar=True, sync_dist=stage != "train"
+        )
         return loss
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
@@ -149,7 +156,7 @@ class ProbeTask(TaskModule):
         module.encoder.load_state_dict(pretrained.state_dict())
         return module, {}
 
-    # -- after fitting: the scikit-learn probes and the baselines ---------------------------------------------
+    # -- after fitting: the scikit-learn probes and the baselines --
     def after_fit(self, trainer: pl.Trainer, datamodule, metrics, output_dir: Path) -> None:
         if not trainer.is_global_zero:
             return

@@ -40,7 +40,9 @@ def run_train(run_dir: Path, cache: Path, *overrides: str, multirun: bool = Fals
         text=True,
         timeout=timeout,
     )
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    )
     return result
 
 

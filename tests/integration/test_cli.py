@@ -46,7 +46,9 @@ def test_multirun_sweep(tmp_path, cache):
     run_train(sweep, cache, "trainer.max_epochs=1", "loss.temperature=0.05,0.2", multirun=True)
     temperatures = []
     for job in ("0", "1"):
-        checkpoint = torch.load(sweep / job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        checkpoint = torch.load(
+            sweep / job / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+        )
         temperatures.append(checkpoint["hyper_parameters"]["loss"]["temperature"])
     assert temperatures == [0.05, 0.2]
 
@@ -54,7 +56,9 @@ def test_multirun_sweep(tmp_path, cache):
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, cache):
     run_dir = tmp_path / "run"
-    run_train(run_dir, cache, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1")
+    run_train(
+        run_dir, cache, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1"
+    )
     assert (run_dir / "checkpoints" / "last.ckpt").exists()
     assert len(read_metrics(run_dir)["history"]) == 1
 
@@ -94,4 +98,6 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, cache):
     resumed, resumed_epoch = _final_weights(killed)
     assert resumed_epoch == expected_epoch
     for name, tensor in expected.items():
-        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(
+            resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}"
+        )

@@ -29,7 +29,9 @@ def test_groups_compose(encoder, loss):
 
 def test_slurm_cluster_config():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    cfg = _compose("cluster=slurm", "hydra.launcher.nodes=4", "hydra.launcher.gpus_per_node=8", hydra_config=True)
+    cfg = _compose(
+        "cluster=slurm", "hydra.launcher.nodes=4", "hydra.launcher.gpus_per_node=8", hydra_config=True
+    )
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.nodes == 4 and launcher.gpus_per_node == 8

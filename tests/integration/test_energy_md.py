@@ -1,4 +1,4 @@
-"""A trained EMT energy model drives ASE: checkpoint in a fresh process, relaxation, and conservative NVE MD."""
+"""A trained EMT energy model drives ASE: a fresh-process checkpoint load, relaxation, conservative NVE MD."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from ase.optimize import BFGS
 
 import contrast
 
-TINY_ENERGY = ["task=energy", "experiment=smoke", "logger=none", "trainer.max_epochs=3", "data.max_structures=64"]
+TINY_ENERGY = [
+    "task=energy",
+    "experiment=smoke",
+    "logger=none",
+    "trainer.max_epochs=3",
+    "data.max_structures=64",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +47,18 @@ def _md_energies(calc, timestep_fs: float, steps: int) -> np.ndarray:
 @pytest.mark.slow
 def test_nve_conserves_energy(energy_checkpoint):
     """Velocity Verlet is symplectic: with conservative forces (F = -dE/dx exactly) the total energy only
-    oscillates, with an amplitude that shrinks as dt^2, and has no secular drift. Non-conservative forces would
-    give a drift that does not shrink with dt."""
+    oscillates, with an amplitude that shrinks as dt^2, and has no secular drift. Non-conservative forces
+    would give a drift that does not shrink with dt."""
     calc = contrast.load_calculator(energy_checkpoint)
     coarse = _md_energies(calc, 2.0, 1000)
     fine = _md_energies(calc, 1.0, 2000)
     spread_coarse = coarse.max() - coarse.min()
     spread_fine = fine.max() - fine.min()
     drift = abs(np.polyfit(np.arange(len(coarse)), coarse, 1)[0]) * len(coarse)  # eV/atom over the run
-    print(f"NVE 1000 x 2 fs: spread {spread_coarse:.2e} eV/atom, linear drift {drift:.2e} eV/atom; "
-          f"2000 x 1 fs: spread {spread_fine:.2e} eV/atom")
+    print(
+        f"NVE 1000 x 2 fs: spread {spread_coarse:.2e} eV/atom, linear drift {drift:.2e} eV/atom; "
+        f"2000 x 1 fs: spread {spread_fine:.2e} eV/atom"
+    )
     assert spread_coarse < 1e-3  # 1 meV/atom, well below kT at 300 K (26 meV)
     assert drift < 2e-4
     assert spread_fine < 0.5 * spread_coarse + 1e-7  # second order: halving dt shrinks the error ~4x
