@@ -9,7 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from torch import nn
 
 
@@ -67,7 +67,9 @@ class TaskModule(pl.LightningModule):
         return [p for p in self.parameters() if p.requires_grad]
 
     def configure_optimizers(self):
-        optimizer = build(self.optimizer_config, params=self.parameter_groups())
+        config = dict(plain(self.optimizer_config))
+        # Built directly: instantiate() would turn parameter-group dicts into DictConfigs.
+        optimizer = get_class(config.pop("_target_"))(self.parameter_groups(), **config)
         if not self.scheduler_config:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -182,7 +182,7 @@ def _labels(module: ProbeTask, dataset) -> np.ndarray:
 
 def probe_report(module: ProbeTask, datamodule, output_dir: Path) -> dict[str, Any]:
     """Fit linear and kNN probes on the frozen embeddings and on the two baselines; plot parity."""
-    from contrast.probes import composition_features, parity_plot, random_encoder_like, run_probes
+    from contrast.probes import composition_features, random_encoder_like, run_probes
 
     train_set = datamodule.train_set
     test_set = datamodule.test_set if len(datamodule.test_set or []) else datamodule.val_set
@@ -202,14 +202,14 @@ def probe_report(module: ProbeTask, datamodule, output_dir: Path) -> dict[str, A
     for t, name in enumerate(module.hparams.targets):
         per_target: dict[str, Any] = {}
         for feature_name, (x_train, x_test) in features.items():
-            per_target[feature_name] = run_probes(x_train, y_train[:, t], x_test, y_test[:, t], kind, seed)
+            # Parity plots (regression) or confusion matrices (classification) for the pretrained embeddings.
+            plots = output_dir / f"plots_{name}" if feature_name == "pretrained" else None
+            per_target[feature_name] = run_probes(
+                x_train, y_train[:, t], x_test, y_test[:, t], kind, seed, plot_dir=plots
+            )
         per_target["pretrained"]["mlp"] = _mlp_metrics(mlp_test, y_test, t, kind)
         report[name] = per_target
-        if kind == "regression":
-            predictions = per_target["pretrained"]["linear"].get("predictions")
-            if predictions is not None:
-                parity_plot(y_test[:, t], np.asarray(predictions), output_dir / f"parity_{name}.png", name)
-    return _without_predictions(report)
+    return report
 
 
 @torch.no_grad()
@@ -228,12 +228,3 @@ def _mlp_metrics(predictions: np.ndarray, y: np.ndarray, t: int, kind: str) -> d
         return regression_metrics(y[:, t], predictions[:, t])
     proba = torch.softmax(torch.from_numpy(predictions), dim=1).numpy()
     return classification_metrics(y[:, t].astype(int), proba.argmax(1), proba)
-
-
-def _without_predictions(report: Any) -> Any:
-    if isinstance(report, dict):
-        return {k: _without_predictions(v) for k, v in report.items() if k not in ("predictions", "proba")}
-    return report
-
-
-__all__ = ["ProbeTask", "probe_report"]
