@@ -87,16 +87,9 @@ def to_arrays(structure) -> CrystalArrays:
         pos = structure.get_positions()
         cell = np.asarray(structure.get_cell()[:])
     elif hasattr(structure, "lattice") and hasattr(structure, "sites"):  # pymatgen Structure
-        if not structure.is_ordered:
-            raise StructureError("disordered site (partial occupancy); order the structure first")
-        z = []
-        for site in structure.sites:
-            number = getattr(site.specie, "Z", 0)
-            if type(site.specie).__name__ == "DummySpecies" or not 1 <= number <= 118:
-                raise StructureError(f"dummy or unknown species {site.specie!s}")
-            z.append(number)
-        pos = structure.cart_coords
+        z, frac = _pymatgen_sites(structure.sites)
         cell = structure.lattice.matrix
+        pos = frac @ cell
     elif hasattr(structure, "cart_coords"):  # pymatgen Molecule
         raise StructureError("a non-periodic molecule, not a crystal")
     else:
@@ -106,6 +99,23 @@ def to_arrays(structure) -> CrystalArrays:
     cell = np.array(cell, dtype=np.float64).reshape(3, 3)
     _check_arrays(z, pos, cell)
     return CrystalArrays(z, pos, cell)
+
+
+def _pymatgen_sites(sites) -> tuple[list[int], np.ndarray]:
+    """Atomic numbers and fractional coordinates in one pass (pymatgen's per-site properties are slow)."""
+    z = []
+    for site in sites:
+        species = site.species
+        if len(species) != 1:
+            raise StructureError("disordered site (partial occupancy); order the structure first")
+        ((specie, amount),) = species.items()
+        if amount != 1:
+            raise StructureError("disordered site (partial occupancy); order the structure first")
+        number = getattr(specie, "Z", 0)
+        if type(specie).__name__ == "DummySpecies" or not 1 <= number <= 118:
+            raise StructureError(f"dummy or unknown species {specie!s}")
+        z.append(number)
+    return z, np.array([site.frac_coords for site in sites], dtype=np.float64).reshape(-1, 3)
 
 
 def _check_arrays(z: np.ndarray, pos: np.ndarray, cell: np.ndarray) -> None:
