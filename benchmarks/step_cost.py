@@ -8,6 +8,10 @@ baseline from the same run:
   (goal <= 3.5).
 - ``per_atom_time_spread``: max / min time per atom of energy + forces over supercells of about 1k, 4k and
   16k atoms (goal <= 1.5), with peak memory per atom.
+- ``contrastive_ratio``: contrastive two-view training step (default augmentations, projector, InfoNCE) /
+  energy-only training step on the same structures (goal <= 2.2).
+- ``loader_rate_ratio``: views produced per second by the DataLoader with the default worker count /
+  structures consumed per second by the contrastive training step (goal >= 2).
 
 Usage::
 
@@ -53,6 +57,7 @@ class Context:
     batches: list[Batch]
     device: torch.device
     dtype: torch.dtype
+    graphs: list  # the same structures as CPU graphs without labels (input of the view pipelines)
 
 
 def to_device(data, device: torch.device, dtype: torch.dtype):
@@ -66,11 +71,13 @@ def make_context(args: argparse.Namespace) -> Context:
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     structures = emt_structures(args.batch_size * args.num_batches, seed=0)
     graphs = structures_to_graphs(structures, cutoff=CUTOFF)
+    unlabelled = [graph.clone() for graph in graphs]
     for graph, atoms in zip(graphs, structures):
         graph.energy = torch.tensor([atoms.get_potential_energy()])
         graph.forces = torch.from_numpy(atoms.get_forces())
     chunks = [graphs[k : k + args.batch_size] for k in range(0, len(graphs), args.batch_size)]
-    return Context([to_device(Batch.from_data_list(c), device, dtype) for c in chunks], device, dtype)
+    batches = [to_device(Batch.from_data_list(c), device, dtype) for c in chunks]
+    return Context(batches, device, dtype, unlabelled)
 
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
@@ -161,10 +168,94 @@ def measure_scaling(model: EnergyModel, ctx: Context, args: argparse.Namespace) 
     return out
 
 
+def default_views(cutoff: float):
+    """The default two-view augmentation of ``conf/augment/default.yaml``."""
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    root = Path(__file__).resolve().parents[1]
+    config = OmegaConf.merge(
+        {"seed": 0, "data": {"cutoff": cutoff}},
+        {"augment": OmegaConf.load(root / "conf" / "augment" / "default.yaml")},
+    )
+    return instantiate(config.augment)
+
+
+def _view_batches(ctx: Context, args: argparse.Namespace) -> list[tuple[Batch, Batch]]:
+    views = default_views(CUTOFF).wrap(ctx.graphs)
+    pairs = [views[i] for i in range(len(views))]
+    chunks = [pairs[k : k + args.batch_size] for k in range(0, len(pairs), args.batch_size)]
+    return [
+        tuple(
+            to_device(Batch.from_data_list([pair[v] for pair in chunk]), ctx.device, ctx.dtype)
+            for v in (0, 1)
+        )
+        for chunk in chunks
+    ]
+
+
+def contrastive_parts(model: EnergyModel, ctx: Context):
+    from contrast.losses import InfoNCELoss
+    from contrast.nn.heads import ProjectionHead
+
+    projector = ProjectionHead(model.encoder.embedding_dim).to(ctx.device, ctx.dtype)
+    parameters = list(model.encoder.parameters()) + list(projector.parameters())
+    return projector, InfoNCELoss(temperature=0.1), torch.optim.Adam(parameters, lr=1e-4)
+
+
+def measure_contrastive(model: EnergyModel, ctx: Context, args: argparse.Namespace) -> dict:
+    """Two-view contrastive step against the energy-only step, on the same structures."""
+    view_batches = _view_batches(ctx, args)
+    projector, loss_fn, optimizer = contrastive_parts(model, ctx)
+
+    def contrastive_step(views):
+        optimizer.zero_grad(set_to_none=True)
+        view_a, view_b = views
+        loss = loss_fn(projector(model.encoder.embed(view_a)), projector(model.encoder.embed(view_b)))
+        loss.backward()
+        optimizer.step()
+
+    energy_optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def energy_step(batch):
+        energy_optimizer.zero_grad(set_to_none=True)
+        ((model(batch) - batch.energy) ** 2).mean().backward()
+        energy_optimizer.step()
+
+    t_energy = timed(over_batches(energy_step, ctx.batches), ctx.device, args.repeats)
+    t_contrastive = timed(over_batches(contrastive_step, view_batches), ctx.device, args.repeats)
+    consumed = sum(a.num_graphs for a, _ in view_batches) / t_contrastive
+    return {
+        "train_contrastive_s": t_contrastive,
+        "contrastive_ratio": t_contrastive / t_energy,
+        **measure_loader(consumed, ctx, args),
+    }
+
+
+def measure_loader(consumed: float, ctx: Context, args: argparse.Namespace) -> dict:
+    """Views per second from the DataLoader (default worker count) against the step's consumption rate."""
+    from torch_geometric.loader import DataLoader
+
+    dataset = default_views(CUTOFF).wrap(ctx.graphs * args.loader_passes)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, shuffle=True)
+    start, produced = time.perf_counter(), 0
+    for view_a, _ in loader:
+        produced += view_a.num_graphs
+    produced_per_s = produced / (time.perf_counter() - start)
+    return {
+        "produced_structures_per_s": produced_per_s,
+        "consumed_structures_per_s": consumed,
+        "loader_rate_ratio": produced_per_s / consumed,
+    }
+
+
 MEASUREMENTS: dict[str, Callable[[EnergyModel, Context, argparse.Namespace], dict]] = {
     "inference": measure_inference,
     "training": measure_training,
     "scaling": measure_scaling,
+    "contrastive": measure_contrastive,
 }
 
 
@@ -184,6 +275,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--sizes", nargs="*", default=list(SUPERCELLS), choices=list(SUPERCELLS))
     parser.add_argument("--measurements", nargs="+", default=list(MEASUREMENTS), choices=list(MEASUREMENTS))
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (the default data config)")
+    parser.add_argument("--loader-passes", type=int, default=2, help="passes over the structures when timing")
     parser.add_argument("--json", default=None, help="write {encoder: {figure: value}} here")
     args = parser.parse_args()
     ctx = make_context(args)
