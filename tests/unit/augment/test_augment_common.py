@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import CUTOFF
+from augment_crystals import CUTOFF, periodic_distances
 
 from contrast.augment import (
     AtomMask,
@@ -121,8 +121,6 @@ def test_rebuilt_graph_follows_contract(transform, name, crystals):
     assert not ((i == j) & (view.cell_shift.abs().sum(1) == 0)).any(), "an atom's own zero-shift image"
     assert torch.equal(view.idx, crystals[name].idx)
     # Every image within the cutoff is present.
-    from conftest import periodic_distances
-
     np.testing.assert_allclose(np.sort(dist.numpy()), periodic_distances(view), atol=1e-9)
 
 

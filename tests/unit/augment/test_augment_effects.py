@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CUTOFF, periodic_distances
+from augment_crystals import CUTOFF, periodic_distances
 from pymatgen.core.periodic_table import Element
 
 from contrast.augment import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CUTOFF
+from augment_crystals import CUTOFF
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch_geometric.loader import DataLoader
