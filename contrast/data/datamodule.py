@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import Dataset, Subset
+import torch
+from torch.utils.data import Dataset, RandomSampler, Subset
 from torch_geometric.loader import DataLoader
 
 from contrast.data.dataset import CrystalDataset, load_dataset
@@ -17,6 +18,24 @@ from contrast.data.splits import composition_split, load_split, random_split, sa
 __all__ = ["CrystalDataModule"]
 
 SPLITS = ("random", "composition", "file")
+
+
+class EpochRandomSampler(RandomSampler):
+    """Shuffles with a generator seeded by ``(seed, epoch)``, so a resumed run sees the same order as an
+    uninterrupted one. Lightning calls :meth:`set_epoch` each epoch (and under DDP swaps in its
+    ``DistributedSampler``, which is seeded the same way)."""
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 class CrystalDataModule(pl.LightningDataModule):
@@ -121,7 +140,7 @@ class CrystalDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochRandomSampler(dataset, self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=False,  # views are re-seeded per epoch in freshly started workers
             drop_last=False,

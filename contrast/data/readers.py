@@ -73,10 +73,7 @@ def resolve_source(source: Any, **options: Any) -> SourceSpec:
         return SourceSpec("memory", [], options, list(source))
     source = os.fspath(source)
     if source == "default":
-        import pymatgen.analysis.prototypes as prototypes
-
-        path = os.path.join(os.path.dirname(prototypes.__file__), "aflow_prototypes.json.gz")
-        return SourceSpec("default", [path], options)
+        return SourceSpec("default", [_aflow_prototypes_path()], options)
     if source == "emt":
         from contrast.data import emt
 
@@ -306,13 +303,29 @@ def _read_cgcnn(id_prop: str) -> list[Entry]:
     return entries
 
 
-def _read_default(path: str) -> list[Entry]:
-    from monty.serialization import loadfn
+def _aflow_prototypes_path() -> str:
+    """The AFLOW prototype library shipped with pymatgen, found without importing
+    ``pymatgen.analysis.prototypes`` (whose import validates every reference's BibTeX: about 20 s)."""
+    import importlib.util
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        records = loadfn(path)
-    return [Entry(path, k, r["snl"].structure, {}, r["tags"]["aflow"]) for k, r in enumerate(records)]
+    spec = importlib.util.find_spec("pymatgen.analysis")
+    for folder in spec.submodule_search_locations if spec else []:
+        path = os.path.join(folder, "prototypes", "aflow_prototypes.json.gz")
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError("pymatgen's bundled AFLOW prototype library is missing")
+
+
+def _read_default(path: str) -> list[Entry]:
+    import json
+
+    from pymatgen.core import Structure
+
+    with gzip.open(path, "rt") as handle:
+        records = json.load(handle)
+    return [
+        Entry(path, k, Structure.from_dict(r["snl"]), {}, r["tags"]["aflow"]) for k, r in enumerate(records)
+    ]
 
 
 def _read_text(path: str) -> str:

@@ -82,10 +82,8 @@ class ContrastiveTask(TaskModule):
     def on_train_epoch_start(self) -> None:
         # Views are seeded by (seed, epoch, index): tell the view datasets which epoch this is.
         datamodule = getattr(self.trainer, "datamodule", None)
-        for name in ("train_set", "val_set"):
-            dataset = getattr(datamodule, name, None)
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(self.current_epoch)
+        if hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
 
     @classmethod
     def run_setup(cls, cfg) -> tuple[ContrastiveTask, dict]:
