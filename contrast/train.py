@@ -36,7 +36,11 @@ def build_datamodule(cfg: DictConfig, output_dir: Path, **extra: Any) -> pl.Ligh
 def build_trainer(cfg: DictConfig, output_dir: Path, metrics: MetricsJSON) -> pl.Trainer:
     """The Lightning trainer of ``cfg.trainer`` with the checkpoint, learning-rate and metrics callbacks."""
     checkpoints = pl.callbacks.ModelCheckpoint(
-        dirpath=output_dir / "checkpoints", filename="epoch{epoch:03d}", save_last=True, save_top_k=0
+        dirpath=output_dir / "checkpoints",
+        filename="epoch{epoch:03d}",
+        auto_insert_metric_name=False,
+        save_last=True,
+        save_top_k=1,
     )
     callbacks = [checkpoints, metrics]
     logger = False

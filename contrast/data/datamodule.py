@@ -97,6 +97,8 @@ class CrystalDataModule(pl.LightningDataModule):
         self.max_structures = max_structures
         self.dataset: CrystalDataset | None = None
         self.splits: dict[str, list[int]] | None = None
+        self.epoch = 0
+        self._samplers: list[EpochRandomSampler] = []
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -122,6 +124,7 @@ class CrystalDataModule(pl.LightningDataModule):
         if self.view_transform is not None:
             train, val = self.view_transform.wrap(train), self.view_transform.wrap(val)
         self.train_set, self.val_set, self.test_set = train, val, test
+        self.set_epoch(self.epoch)  # a checkpoint restored before setup already chose the epoch
 
     def _make_split(self, dataset: CrystalDataset) -> dict[str, list[int]]:
         if self.split == "file":
@@ -131,16 +134,31 @@ class CrystalDataModule(pl.LightningDataModule):
         return random_split(len(dataset), self.fractions, self.seed)
 
     def set_epoch(self, epoch: int) -> None:
-        """Forward the epoch to wrapped view datasets, so their views are re-drawn each epoch."""
-        for part in (self.train_set, self.val_set):
+        """Forward the epoch to the shuffling samplers and the wrapped view datasets (views are re-drawn)."""
+        self.epoch = int(epoch)
+        for part in (self.train_set, self.val_set, *self._samplers):
             if hasattr(part, "set_epoch"):
-                part.set_epoch(epoch)
+                part.set_epoch(self.epoch)
+
+    def state_dict(self) -> dict[str, int]:
+        # Checkpoints are written at the end of an epoch: a resumed run starts with the next one.
+        return {"next_epoch": self.epoch + 1}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        # Restored before Lightning creates the first iterator, which it does before any epoch hook runs.
+        self.set_epoch(int(state_dict.get("next_epoch", 0)))
+
+    def _sampler(self, dataset: Dataset) -> EpochRandomSampler:
+        sampler = EpochRandomSampler(dataset, self.seed)
+        sampler.set_epoch(self.epoch)
+        self._samplers = [*self._samplers[-3:], sampler]  # the live loaders' samplers only
+        return sampler
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochRandomSampler(dataset, self.seed) if shuffle else None,
+            sampler=self._sampler(dataset) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=False,  # views are re-seeded per epoch in freshly started workers
             drop_last=False,

@@ -79,6 +79,19 @@ class TaskModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_epoch_start(self) -> None:
+        # Shuffling and views are seeded by (seed, epoch). Lightning restores a checkpoint written at the end
+        # of validation with the sampler's epoch one behind, so set it here from the epoch actually being run.
+        epoch = self.current_epoch
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(epoch)
+        loader = self.trainer.train_dataloader
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        for sampler in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+
     # Throughput in structures/s over the whole step (data wait excluded, optimiser included).
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._step_started = time.perf_counter()

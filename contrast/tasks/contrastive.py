@@ -79,12 +79,6 @@ class ContrastiveTask(TaskModule):
     def test_step(self, views, batch_idx: int) -> Tensor:
         return self._step(views, "test")
 
-    def on_train_epoch_start(self) -> None:
-        # Views are seeded by (seed, epoch, index): tell the view datasets which epoch this is.
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
-
     @classmethod
     def run_setup(cls, cfg) -> tuple[ContrastiveTask, dict]:
         """Build the module from a run config; the data module gets the two-view transform."""
