@@ -82,6 +82,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg, output_dir))
     if cfg.get("test_after_fit") and _has_test_split(datamodule):
         trainer.test(module, datamodule=datamodule, verbose=False)
+    if getattr(datamodule, "leakage", None):
+        metrics.add("leakage_guard", datamodule.leakage)
     if hasattr(module, "after_fit"):
         module.after_fit(trainer, datamodule, metrics, output_dir)
     metrics.write(trainer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +16,8 @@ from torch_geometric.loader import DataLoader
 
 from contrast.data.dataset import CrystalDataset, load_dataset
 from contrast.data.splits import composition_split, load_split, random_split, save_split
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CrystalDataModule"]
 
@@ -75,6 +79,7 @@ class CrystalDataModule(pl.LightningDataModule):
         output_dir: str | None = None,
         view_transform: Any = None,
         max_structures: int | None = None,
+        exclude_from: dict | None = None,
     ):
         super().__init__()
         if split not in SPLITS:
@@ -95,6 +100,8 @@ class CrystalDataModule(pl.LightningDataModule):
         self.output_dir = output_dir
         self.view_transform = view_transform
         self.max_structures = max_structures
+        self.exclude_from = dict(exclude_from) if exclude_from else None
+        self.leakage: dict[str, Any] | None = None
         self.dataset: CrystalDataset | None = None
         self.splits: dict[str, list[int]] | None = None
         self.epoch = 0
@@ -117,6 +124,8 @@ class CrystalDataModule(pl.LightningDataModule):
             max_structures=self.max_structures,
         )
         self.splits = self._make_split(self.dataset)
+        if self.exclude_from:
+            self._exclude_overlap()
         if self.output_dir is not None:
             Path(self.output_dir).mkdir(parents=True, exist_ok=True)
             save_split(self.splits, os.path.join(self.output_dir, "splits.json"))
@@ -125,6 +134,33 @@ class CrystalDataModule(pl.LightningDataModule):
             train, val = self.view_transform.wrap(train), self.view_transform.wrap(val)
         self.train_set, self.val_set, self.test_set = train, val, test
         self.set_epoch(self.epoch)  # a checkpoint restored before setup already chose the epoch
+
+    def _exclude_overlap(self) -> None:
+        """Leakage guard: drop from train/val every structure that also appears (same reduced formula and
+        structure) in another dataset's split, e.g. the test split of a downstream probe."""
+        from contrast.probes.leakage import remove_leakage
+
+        spec = self.exclude_from
+        other = load_dataset(spec["source"], cutoff=self.cutoff, on_error="skip", cache_dir=self.cache_dir)
+        held_out = list(range(len(other)))
+        if spec.get("split_file"):
+            held_out = load_split(spec["split_file"], len(other))[spec.get("split", "test")]
+        report: dict[str, Any] = {"against": str(spec["source"]), "held_out": len(held_out)}
+        for name in ("train", "val"):
+            indices = self.splits[name]
+            kept, removed = remove_leakage(_AtomsView(self.dataset, indices), _AtomsView(other, held_out))
+            self.splits[name] = [indices[k] for k in kept]
+            report[f"removed_from_{name}"] = int(removed)
+        self.leakage = report
+        log.warning(
+            "leakage guard: removed %d train and %d val structures that appear in %s",
+            report["removed_from_train"],
+            report["removed_from_val"],
+            spec["source"],
+        )
+        if self.output_dir is not None:
+            Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+            Path(self.output_dir, "leakage.json").write_text(json.dumps(report, indent=2))
 
     def _make_split(self, dataset: CrystalDataset) -> dict[str, list[int]]:
         if self.split == "file":
@@ -172,3 +208,16 @@ class CrystalDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, shuffle=False)
+
+
+class _AtomsView:
+    """Lazy ``ase.Atoms`` of some entries of a dataset (for the leakage guard)."""
+
+    def __init__(self, dataset: CrystalDataset, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int):
+        return self.dataset.atoms(self.indices[k])
