@@ -1,0 +1,86 @@
+"""The notebook API: load_encoder / embed / load_calculator on checkpoints, and refusal of unsafe files."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from ase.build import bulk
+from torch_geometric.data import Batch
+
+import contrast
+from contrast.checkpoint import CheckpointError
+from contrast.tasks.contrastive import ContrastiveTask
+
+ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 2, "cutoff": 4.0}
+
+
+@pytest.fixture(scope="module")
+def task_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    module = ContrastiveTask(
+        encoder=ENCODER,
+        projector={"_target_": "contrast.nn.heads.ProjectionHead", "hidden_dim": 8, "out_dim": 4},
+        loss={"_target_": "contrast.losses.InfoNCELoss", "temperature": 0.1},
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return module, path
+
+
+def _crystals():
+    return [
+        bulk("Cu", "fcc", a=3.6),
+        bulk("Si", "diamond", a=5.43),
+        bulk("NaCl", "rocksalt", a=5.6) * (1, 1, 2),
+    ]
+
+
+def test_embed_equals_the_training_embeddings(task_checkpoint):
+    module, path = task_checkpoint
+    encoder = contrast.load_encoder(path)
+    assert not encoder.training and next(encoder.parameters()).device.type == "cpu"
+    dataset = contrast.load_dataset(_crystals(), cutoff=4.0)
+    with torch.no_grad():
+        expected = module.encoder.eval().embed(
+            Batch.from_data_list([dataset[i] for i in range(len(dataset))])
+        )
+    torch.testing.assert_close(contrast.embed(encoder, dataset, batch_size=2), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        contrast.embed(encoder, _crystals(), batch_size=1), expected, rtol=1e-5, atol=1e-6
+    )
+    assert contrast.embed(encoder, _crystals()).shape == (3, 8)
+
+
+def test_embed_refuses_a_dataset_built_at_another_cutoff(task_checkpoint):
+    _, path = task_checkpoint
+    with pytest.raises(ValueError, match="cutoff"):
+        contrast.embed(contrast.load_encoder(path), contrast.load_dataset(_crystals(), cutoff=5.0))
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_loaders_refuse_a_checkpoint_that_would_run_code(tmp_path, task_checkpoint):
+    module, _ = task_checkpoint
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.ckpt"
+    with open(path, "wb") as handle:
+        pickle.dump({"state_dict": module.state_dict(), "hyper_parameters": {"x": _Payload(marker)}}, handle)
+    for loader in (contrast.load_encoder, contrast.load_calculator):
+        with pytest.raises(CheckpointError, match="evil.ckpt"):
+            loader(path)
+    assert not marker.exists()
+
+
+def test_load_calculator_refuses_a_contrastive_checkpoint(task_checkpoint):
+    _, path = task_checkpoint
+    with pytest.raises(CheckpointError, match="energy"):
+        contrast.load_calculator(path)
