@@ -59,9 +59,12 @@ def test_nve_conserves_energy(energy_checkpoint):
         f"NVE 1000 x 2 fs: spread {spread_coarse:.2e} eV/atom, linear drift {drift:.2e} eV/atom; "
         f"2000 x 1 fs: spread {spread_fine:.2e} eV/atom"
     )
-    assert spread_coarse < 1e-3  # 1 meV/atom, well below kT at 300 K (26 meV)
-    assert drift < 2e-4
-    assert spread_fine < 0.5 * spread_coarse + 1e-7  # second order: halving dt shrinks the error ~4x
+    # The fluctuation stays far below the kinetic energy per atom at 300 K (3/2 kT = 39 meV), and the secular
+    # drift over 2 ps is below 0.05% of it (measured: spread 8e-5 and drift 1e-6 eV/atom).
+    assert spread_coarse < 1e-3
+    assert drift < 2e-5
+    # Integration error, not lost conservation: a halved dt shrinks the spread (measured 0.48x, ideal 0.25x).
+    assert spread_fine < 0.7 * spread_coarse
 
 
 @pytest.mark.slow
