@@ -59,7 +59,7 @@ class CrystalDataModule(pl.LightningDataModule):
         cache_dir: dataset cache root.
         output_dir: run directory; ``splits.json`` and the skip report are written there.
         view_transform: an object with ``wrap(dataset) -> dataset`` whose items are ``(view_a, view_b)``;
-            train and val are wrapped, and batches become ``[Batch_a, Batch_b]``.
+            every split is wrapped, and batches become ``[Batch_a, Batch_b]``.
         max_structures: read at most this many structures.
     """
 
@@ -111,7 +111,7 @@ class CrystalDataModule(pl.LightningDataModule):
         self.test_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        """Load the dataset, split it, write ``splits.json`` and wrap train/val in the view transform."""
+        """Load the dataset, split it, write ``splits.json`` and wrap the splits in the view transform."""
         if self.dataset is not None:
             return
         self.dataset = load_dataset(
@@ -131,7 +131,7 @@ class CrystalDataModule(pl.LightningDataModule):
             save_split(self.splits, os.path.join(self.output_dir, "splits.json"))
         train, val, test = (Subset(self.dataset, self.splits[name]) for name in ("train", "val", "test"))
         if self.view_transform is not None:
-            train, val = self.view_transform.wrap(train), self.view_transform.wrap(val)
+            train, val, test = (self.view_transform.wrap(part) for part in (train, val, test))
         self.train_set, self.val_set, self.test_set = train, val, test
         self.set_epoch(self.epoch)  # a checkpoint restored before setup already chose the epoch
 
@@ -172,7 +172,7 @@ class CrystalDataModule(pl.LightningDataModule):
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the shuffling samplers and the wrapped view datasets (views are re-drawn)."""
         self.epoch = int(epoch)
-        for part in (self.train_set, self.val_set, *self._samplers):
+        for part in (self.train_set, self.val_set, self.test_set, *self._samplers):
             if hasattr(part, "set_epoch"):
                 part.set_epoch(self.epoch)
 

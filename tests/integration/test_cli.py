@@ -32,12 +32,21 @@ def test_default_pretraining_writes_its_outputs(tmp_path, cache):
 @pytest.mark.slow
 def test_overrides_reach_the_model(tmp_path, cache):
     run_dir = tmp_path / "run"
-    run_train(run_dir, cache, "encoder=schnet", "loss.temperature=0.05", "trainer.max_epochs=1")
+    run_train(
+        run_dir,
+        cache,
+        "encoder=schnet",
+        "loss.temperature=0.05",
+        "trainer.max_epochs=1",
+        "data.fractions=[0.7,0.15,0.15]",
+    )
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     hparams = checkpoint["hyper_parameters"]
     assert hparams["encoder"]["_target_"].endswith("SchNet")
     assert hparams["loss"]["temperature"] == 0.05
-    assert len(read_metrics(run_dir)["history"]) == 1
+    metrics = read_metrics(run_dir)
+    assert len(metrics["history"]) == 1
+    assert "test_loss" in metrics["test"]  # the held-out split is scored on views too
 
 
 @pytest.mark.slow
