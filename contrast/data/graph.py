@@ -7,6 +7,7 @@ cutoff is longer than a cell edge) and excludes an atom's own zero-shift image. 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -174,7 +175,9 @@ def graph_edges(
         if (counts == 0).any():
             lonely = int(np.flatnonzero(counts == 0)[0])
             raise StructureError(f"atom {lonely} has no neighbour within the cutoff of {cutoff} Å")
-    return np.stack([j, i]), shift
+    edge_index = np.empty((2, len(i)), dtype=np.int64)
+    edge_index[0], edge_index[1] = j, i
+    return edge_index, shift
 
 
 def arrays_to_graph(
@@ -182,27 +185,37 @@ def arrays_to_graph(
     cutoff: float,
     calculator: NeighborList | None = None,
     require_neighbours: bool = True,
+    dtype: torch.dtype | None = None,
 ) -> Data:
-    """Build the contract ``Data`` from checked arrays (see module docstring)."""
+    """Build the contract ``Data`` from checked arrays (see module docstring).
+
+    ``dtype`` is the float type of ``pos``, ``cell`` and ``cell_shift`` (torch's default when None); pass
+    ``torch.float64`` for finite-difference checks, so that positions keep their full precision.
+    """
     edge_index, shift = graph_edges(crystal, cutoff, calculator, require_neighbours)
-    dtype = torch.get_default_dtype()
+    n = len(crystal.z)
+    # One conversion for all float fields (it dominates the cost of small graphs), then views into it.
+    floats = np.concatenate((crystal.pos.ravel(), crystal.cell.ravel(), shift.ravel()))
+    floats = torch.from_numpy(floats).to(dtype or torch.get_default_dtype())
     return Data(
         z=torch.from_numpy(crystal.z),
-        pos=torch.from_numpy(crystal.pos).to(dtype),
-        cell=torch.from_numpy(crystal.cell).to(dtype).unsqueeze(0),
-        edge_index=torch.from_numpy(edge_index).long(),
-        cell_shift=torch.from_numpy(shift).to(dtype),
-        num_nodes=len(crystal.z),
+        pos=floats[: 3 * n].view(n, 3),
+        cell=floats[3 * n : 3 * n + 9].view(1, 3, 3),
+        edge_index=torch.from_numpy(edge_index),
+        cell_shift=floats[3 * n + 9 :].view(-1, 3),
     )
 
 
-def structure_to_graph(structure, cutoff: float = 5.0, require_neighbours: bool = True) -> Data:
+def structure_to_graph(
+    structure, cutoff: float = 5.0, require_neighbours: bool = True, dtype: torch.dtype | None = None
+) -> Data:
     """Turn a pymatgen ``Structure`` or an ``ase.Atoms`` into a periodic crystal graph.
 
     Args:
         structure: the crystal.
         cutoff: neighbour cutoff radius in Å.
         require_neighbours: raise when an atom has no neighbour within the cutoff.
+        dtype: float type of ``pos``, ``cell`` and ``cell_shift`` (torch's default when None).
 
     Returns:
         ``Data`` with ``z`` [N], ``pos`` [N, 3], ``cell`` [1, 3, 3], ``edge_index`` [2, E] and
@@ -211,7 +224,19 @@ def structure_to_graph(structure, cutoff: float = 5.0, require_neighbours: bool 
     Raises:
         StructureError: the structure cannot be a crystal graph; the message says why.
     """
-    return arrays_to_graph(to_arrays(structure), cutoff, require_neighbours=require_neighbours)
+    calculator = _calculator(cutoff)
+    return arrays_to_graph(to_arrays(structure), cutoff, calculator, require_neighbours, dtype)
+
+
+_CALCULATORS = threading.local()
+
+
+def _calculator(cutoff: float) -> NeighborList:
+    """A vesin calculator per thread and cutoff, reused across calls (creating one has a cost)."""
+    cache = _CALCULATORS.__dict__.setdefault("by_cutoff", {})
+    if cutoff not in cache:
+        cache[cutoff] = NeighborList(cutoff=cutoff, full_list=True)
+    return cache[cutoff]
 
 
 def structures_to_graphs(
