@@ -14,10 +14,9 @@ from torch import Tensor
 
 from contrast.checkpoint import load_module, read_checkpoint
 from contrast.nn.base import CrystalEncoder
+from contrast.tasks.base import ENCODER_PREFIXES
 
 __all__ = ["load_encoder", "embed", "load_calculator", "load_energy_model"]
-
-ENCODER_PREFIXES = ("encoder.", "model.encoder.")
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> CrystalEncoder:

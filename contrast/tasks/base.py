@@ -52,6 +52,9 @@ class _WarmupCosine:
         return warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
 
 
+ENCODER_PREFIXES = ("encoder.", "model.encoder.")  # where each task keeps its encoder in the state dict
+
+
 class TaskModule(pl.LightningModule):
     """Base LightningModule: optimiser from config, warm-up + cosine schedule per step, throughput logging.
 
@@ -61,6 +64,19 @@ class TaskModule(pl.LightningModule):
 
     optimizer_config: dict
     scheduler_config: dict | None
+
+    def _step(self, batch, stage: str) -> torch.Tensor:  # pragma: no cover - abstract
+        """The loss of one batch in ``stage`` (``train``, ``val`` or ``test``), logging its metrics."""
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")
 
     def parameter_groups(self) -> Iterable[dict] | Iterable[nn.Parameter]:
         """Parameters for the optimiser; override for per-layer learning rates."""

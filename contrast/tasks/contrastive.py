@@ -70,15 +70,6 @@ class ContrastiveTask(TaskModule):
             self.log(f"{stage}/temperature", temperature.detach(), batch_size=batch_size)
         return loss
 
-    def training_step(self, views, batch_idx: int) -> Tensor:
-        return self._step(views, "train")
-
-    def validation_step(self, views, batch_idx: int) -> Tensor:
-        return self._step(views, "val")
-
-    def test_step(self, views, batch_idx: int) -> Tensor:
-        return self._step(views, "test")
-
     @classmethod
     def run_setup(cls, cfg) -> tuple[ContrastiveTask, dict]:
         """Build the module from a run config; the data module gets the two-view transform."""

@@ -9,11 +9,9 @@ from torch import Tensor, nn
 
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
-from contrast.tasks.base import TaskModule, build, plain
+from contrast.tasks.base import ENCODER_PREFIXES, TaskModule, build, plain
 
 log = logging.getLogger(__name__)
-
-ENCODER_PREFIXES = ("encoder.", "model.encoder.")
 
 
 def encoder_blocks(encoder: nn.Module) -> list[list[nn.Parameter]]:
@@ -125,15 +123,6 @@ class EnergyTask(TaskModule):
             sync_dist=not on_step,
         )
         return loss
-
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
 
     @classmethod
     def run_setup(cls, cfg) -> tuple[EnergyTask, dict]:

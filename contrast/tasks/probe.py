@@ -18,11 +18,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from contrast.nn.heads import PropertyHead
-from contrast.tasks.base import TaskModule, build, plain
+from contrast.tasks.base import ENCODER_PREFIXES, TaskModule, build, plain
 
 log = logging.getLogger(__name__)
-
-ENCODER_PREFIXES = ("encoder.", "model.encoder.")
 
 
 class ProbeTask(TaskModule):
@@ -124,15 +122,6 @@ class ProbeTask(TaskModule):
             f"{stage}_loss", loss, batch_size=len(y), on_epoch=True, prog_bar=True, sync_dist=stage != "train"
         )
         return loss
-
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "test")
 
     def parameter_groups(self):
         return list(self.head.parameters())
