@@ -227,9 +227,14 @@ def measure_contrastive(model: EnergyModel, ctx: Context, args: argparse.Namespa
     t_energy = timed(over_batches(energy_step, ctx.batches), ctx.device, args.repeats)
     t_contrastive = timed(over_batches(contrastive_step, view_batches), ctx.device, args.repeats)
     consumed = sum(a.num_graphs for a, _ in view_batches) / t_contrastive
+    # Views differ in size from their structures (supercells, removed sites): the same ratio per edge.
+    view_edges = sum(a.edge_index.shape[1] + b.edge_index.shape[1] for a, b in view_batches)
+    edges = sum(batch.edge_index.shape[1] for batch in ctx.batches)
     return {
         "train_contrastive_s": t_contrastive,
         "contrastive_ratio": t_contrastive / t_energy,
+        "view_edges_over_structure_edges": view_edges / edges,
+        "contrastive_ratio_per_edge": (t_contrastive / view_edges) / (t_energy / edges),
         **measure_loader(consumed, ctx, args),
     }
 
