@@ -21,15 +21,25 @@ import contrast
 from contrast.data.readers import read_entries, resolve_source
 
 
-def rate(function, items: list, repeats: int = 1) -> float:
-    """Best-of-``repeats`` structures per second."""
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for item in items:
-            function(item)
-        best = min(best, time.perf_counter() - start)
-    return len(items) / best
+def seconds(function, items: list) -> float:
+    start = time.perf_counter()
+    for item in items:
+        function(item)
+    return time.perf_counter() - start
+
+
+def rates(paths: dict, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` structures per second of each ``name: (function, items, repeats_cap)``.
+
+    The repeats are interleaved (every path once, then again), so slow drifts of a shared machine hit every
+    path alike instead of whichever happened to run during them.
+    """
+    best = {name: np.inf for name in paths}
+    for r in range(repeats):
+        for name, (function, items, cap) in paths.items():
+            if r < cap:
+                best[name] = min(best[name], seconds(function, items))
+    return {name: len(paths[name][1]) / best[name] for name in paths}
 
 
 def load_structures(path: str, n: int) -> list[Structure]:
@@ -45,19 +55,24 @@ def load_structures(path: str, n: int) -> list[Structure]:
 def graph_rates(structures: list[Structure], cutoff: float, n_slow: int, repeats: int) -> dict[str, float]:
     arrays = [(s.cart_coords, s.lattice.matrix) for s in structures]
     calculator = NeighborList(cutoff=cutoff, full_list=True)
-    return {
-        "contrast.structure_to_graph": rate(
-            lambda s: contrast.structure_to_graph(s, cutoff, require_neighbours=False), structures, repeats
-        ),
-        "vesin (raw arrays)": rate(
-            lambda a: calculator.compute(points=a[0], box=a[1], periodic=True, quantities="ijSd"),
-            arrays,
-            repeats,
-        ),
-        "pymatgen get_neighbor_list": rate(lambda s: s.get_neighbor_list(cutoff), structures, repeats),
-        # Same structures as the other paths (a subsample of different sizes would skew the ratio), one pass.
-        "pymatgen get_all_neighbors": rate(lambda s: s.get_all_neighbors(cutoff), structures[:n_slow]),
-    }
+    return rates(
+        {
+            "contrast.structure_to_graph": (
+                lambda s: contrast.structure_to_graph(s, cutoff, require_neighbours=False),
+                structures,
+                repeats,
+            ),
+            "vesin (raw arrays)": (
+                lambda a: calculator.compute(points=a[0], box=a[1], periodic=True, quantities="ijSd"),
+                arrays,
+                repeats,
+            ),
+            "pymatgen get_neighbor_list": (lambda s: s.get_neighbor_list(cutoff), structures, repeats),
+            # The same structures as the other paths (a subsample of other sizes would skew the ratio), once.
+            "pymatgen get_all_neighbors": (lambda s: s.get_all_neighbors(cutoff), structures[:n_slow], 1),
+        },
+        repeats,
+    )
 
 
 def load_times(path: str) -> tuple[float, float, int]:

@@ -7,6 +7,7 @@ cutoff is longer than a cell edge) and excludes an atom's own zero-shift image. 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -120,17 +121,19 @@ def _pymatgen_sites(sites) -> tuple[list[int], np.ndarray]:
 
 
 def _check_arrays(z: np.ndarray, pos: np.ndarray, cell: np.ndarray) -> None:
+    # Cheap tests first (this runs once per structure and view); the detailed diagnosis only on failure.
     if len(z) == 0:
         raise StructureError("no atoms")
     if len(z) != len(pos):
         raise StructureError(f"{len(z)} atomic numbers but {len(pos)} positions")
-    if (z < 1).any() or (z > 118).any():
+    if z.min() < 1 or z.max() > 118:
         raise StructureError(f"unknown element with atomic number {int(z[(z < 1) | (z > 118)][0])}")
-    if not np.isfinite(pos).all():
-        raise StructureError("NaN or infinite coordinates")
-    if not np.isfinite(cell).all():
+    (a, b, c), (d, e, f), (g, h, i) = cell.tolist()
+    volume = abs(a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g))
+    if not math.isfinite(float(pos.sum()) + volume):  # NaN or inf anywhere in pos or cell
+        if not np.isfinite(pos).all():
+            raise StructureError("NaN or infinite coordinates")
         raise StructureError("NaN or infinite lattice vectors")
-    volume = abs(float(np.linalg.det(cell)))
     if volume < MIN_VOLUME_PER_ATOM * len(z):
         raise StructureError(f"zero-volume or degenerate cell (volume {volume:.3g} Å^3)")
 
