@@ -231,20 +231,15 @@ def _read_extxyz_text(path: str, text: str, limit: int | None) -> list[Entry]:
 
 
 def _split_xyz_frames(text: str) -> list[str]:
-    """Split an (ext)xyz text into frames using each frame's atom-count line."""
+    """Split an (ext)xyz text into frames using each frame's atom-count line; an unreadable or truncated rest
+    becomes one last frame, which then fails to parse and is reported as a bad entry."""
+    from contrast.data.extxyz import _split_frames
+
     lines = text.splitlines(keepends=True)
-    frames, start = [], 0
-    while start < len(lines):
-        if not lines[start].strip():
-            start += 1
-            continue
-        try:
-            count = int(lines[start].split()[0])
-        except ValueError:
-            frames.append("".join(lines[start:]))  # unparsable from here on: one failed frame
-            break
-        frames.append("".join(lines[start : start + count + 2]))
-        start += count + 2
+    spans, failure = _split_frames(lines, None)
+    frames = ["".join(lines[first - 2 : first + count]) for first, count in spans]
+    if failure is not None:
+        frames.append("".join(lines[spans[-1][0] + spans[-1][1] if spans else 0 :]))
     return frames
 
 
