@@ -82,8 +82,9 @@ class EnergyTask(TaskModule):
         if stage != "fit" or not self.hparams.fit_references:
             return
         train_set = self.trainer.datamodule.train_set
-        z_list = [train_set[i].z for i in range(len(train_set))]
-        energies = torch.cat([train_set[i].energy.reshape(1) for i in range(len(train_set))])
+        graphs = [train_set[i] for i in range(len(train_set))]
+        z_list = [graph.z for graph in graphs]
+        energies = torch.cat([graph.energy.reshape(1) for graph in graphs])
         self.model.head.fit_reference_energies(z_list, energies)
         log.info("fitted per-element reference energies on %d structures", len(z_list))
 
