@@ -110,3 +110,18 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, cache):
         torch.testing.assert_close(
             resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}"
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["barlow", "vicreg"])
+def test_alternative_losses_train(tmp_path, loss):
+    import math
+
+    import contrast
+
+    summary = contrast.run_training(
+        ["experiment=smoke", "logger=none", "trainer.max_epochs=1", f"loss={loss}", "augment=light"],
+        run_dir=tmp_path / loss,
+    )
+    assert math.isfinite(summary["last_epoch"]["train_loss"])
+    assert (tmp_path / loss / "checkpoints" / "last.ckpt").exists()
