@@ -52,9 +52,14 @@ def load_calculator(path: str | Path, device: str | torch.device = "cpu", dtype:
 
 
 def _graphs(structures, cutoff: float) -> Sequence:
-    """Graphs from a dataset (used as is when its cutoff matches) or from pymatgen / ASE structures."""
+    """Graphs from a dataset (used as is when its cutoff matches), a list of graphs, or pymatgen / ASE
+    structures."""
+    from torch_geometric.data import Data
+
     from contrast.data.graph import structure_to_graph
 
+    if isinstance(structures, list) and structures and isinstance(structures[0], Data):
+        return structures
     dataset_cutoff = getattr(structures, "cutoff", None)
     if dataset_cutoff is not None:
         if abs(float(dataset_cutoff) - cutoff) > 1e-9:

@@ -154,19 +154,14 @@ class ProbeTask(TaskModule):
             metrics.add(key, value)
 
 
-def _features(encoder: nn.Module, dataset, batch_size: int = 64) -> np.ndarray:
-    from torch_geometric.loader import DataLoader as GraphLoader
+def _features(encoder: nn.Module, graphs: list) -> np.ndarray:
+    from contrast.pretrained import embed
 
-    rows = []
-    encoder.eval()
-    with torch.no_grad():
-        for batch in GraphLoader(dataset, batch_size=batch_size):
-            rows.append(encoder.embed(batch.to(next(encoder.parameters()).device)).double().cpu())
-    return torch.cat(rows).numpy()
+    return embed(encoder, graphs, batch_size=64).double().numpy()
 
 
-def _labels(module: ProbeTask, dataset) -> np.ndarray:
-    return np.stack([module.targets_of(dataset[i])[0].double().numpy() for i in range(len(dataset))])
+def _labels(module: ProbeTask, graphs: list) -> np.ndarray:
+    return np.stack([module.targets_of(graph)[0].double().numpy() for graph in graphs])
 
 
 def probe_report(module: ProbeTask, datamodule, output_dir: Path) -> dict[str, Any]:
@@ -175,15 +170,17 @@ def probe_report(module: ProbeTask, datamodule, output_dir: Path) -> dict[str, A
 
     train_set = datamodule.train_set
     test_set = datamodule.test_set if len(datamodule.test_set or []) else datamodule.val_set
-    y_train, y_test = _labels(module, train_set), _labels(module, test_set)
+    train = [train_set[i] for i in range(len(train_set))]  # read each graph once
+    test = [test_set[i] for i in range(len(test_set))]
+    y_train, y_test = _labels(module, train), _labels(module, test)
     kind, seed = module.hparams.kind, module.hparams.seed
     random_encoder = random_encoder_like(module.encoder, seed=seed)
     features = {
-        "pretrained": (_features(module.encoder, train_set), _features(module.encoder, test_set)),
-        "random_encoder": (_features(random_encoder, train_set), _features(random_encoder, test_set)),
+        "pretrained": (_features(module.encoder, train), _features(module.encoder, test)),
+        "random_encoder": (_features(random_encoder, train), _features(random_encoder, test)),
         "composition": (
-            composition_features([train_set[i].z.numpy() for i in range(len(train_set))]),
-            composition_features([test_set[i].z.numpy() for i in range(len(test_set))]),
+            composition_features([graph.z.numpy() for graph in train]),
+            composition_features([graph.z.numpy() for graph in test]),
         ),
     }
     mlp_test = _mlp_predictions(module, test_set)
