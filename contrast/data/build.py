@@ -9,9 +9,9 @@ import warnings
 from typing import Any
 
 import numpy as np
-from vesin import NeighborList
 
 from contrast.data.graph import StructureError, graph_edges, to_arrays
+from contrast.data.neighbours import NeighbourSearch
 from contrast.data.readers import Entry
 from contrast.data.store import PER_ATOM_TARGETS, StoreBuilder, merge_arrays
 
@@ -99,13 +99,11 @@ def _build_chunk(
 ):
     """Serial build of some entries: ``(arrays or None, meta)``, or the located error to raise."""
     builder = StoreBuilder(targets)
-    calculator = NeighborList(cutoff=cutoff, full_list=True)
+    search = NeighbourSearch(cutoff)
     meta = {"ids": [], "formulas": [], "skipped": []}
     for entry in entries:
         try:
-            crystal, edge_index, shift, values = _process(
-                entry, cutoff, targets, calculator, require_neighbours
-            )
+            crystal, edge_index, shift, values = _process(entry, cutoff, targets, search, require_neighbours)
         except StructureError as error:
             if on_error == "raise":
                 return error.located(entry.source, entry_label(entry))
@@ -119,11 +117,11 @@ def _build_chunk(
     return (builder.finish() if len(builder) else None), meta
 
 
-def _process(entry: Entry, cutoff: float, targets: list[str], calculator, require_neighbours: bool):
+def _process(entry: Entry, cutoff: float, targets: list[str], search, require_neighbours: bool):
     if entry.error is not None:
         raise StructureError(entry.error)
     crystal = to_arrays(entry.structure)
-    edge_index, shift = graph_edges(crystal, cutoff, calculator, require_neighbours)
+    edge_index, shift = graph_edges(crystal, cutoff, search, require_neighbours)
     values = {name: _target(entry, name, len(crystal.z)) for name in targets}
     return crystal, edge_index, shift, values
 

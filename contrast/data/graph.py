@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch_geometric.data import Data
-from vesin import NeighborList
+
+from contrast.data.neighbours import NeighbourSearch
 
 __all__ = [
     "CrystalArrays",
@@ -78,84 +79,92 @@ def to_arrays(structure) -> CrystalArrays:
         StructureError: for a disordered site, a dummy or unknown species, a non-periodic structure, NaN
             coordinates, a degenerate cell or atoms closer than 0.5 Å (checked later by the neighbour list).
     """
+    numbers_checked = False
     if isinstance(structure, CrystalArrays):
-        z, pos, cell = structure.z, structure.pos, structure.cell
+        z = np.asarray(structure.z, dtype=np.int64)
+        pos = np.asarray(structure.pos, dtype=np.float64).reshape(-1, 3)
+        cell = np.asarray(structure.cell, dtype=np.float64).reshape(3, 3)
     elif hasattr(structure, "get_atomic_numbers") and hasattr(structure, "get_cell"):  # ase.Atoms
         if not all(structure.pbc):
             raise StructureError(
                 f"not periodic in all three directions (pbc={list(map(bool, structure.pbc))})"
             )
-        z = structure.get_atomic_numbers()
-        pos = structure.get_positions()
-        cell = np.asarray(structure.get_cell()[:])
+        z = np.array(structure.get_atomic_numbers(), dtype=np.int64)
+        pos = np.array(structure.get_positions(), dtype=np.float64).reshape(-1, 3)
+        cell = np.array(structure.get_cell()[:], dtype=np.float64).reshape(3, 3)
     elif hasattr(structure, "lattice") and hasattr(structure, "sites"):  # pymatgen Structure
-        z, frac = _pymatgen_sites(structure.sites)
-        cell = structure.lattice.matrix
-        pos = frac @ cell
+        sites = structure.sites
+        if not sites:
+            raise StructureError("no atoms")
+        numbers, frac = _pymatgen_sites(sites)
+        z = np.array(numbers, dtype=np.int64)
+        numbers_checked = True
+        cell = np.array(structure.lattice.matrix, dtype=np.float64)
+        # concatenate is twice as fast as np.array on a list of small arrays
+        pos = np.concatenate(frac).reshape(-1, 3) @ cell
     elif hasattr(structure, "cart_coords"):  # pymatgen Molecule
         raise StructureError("a non-periodic molecule, not a crystal")
     else:
         raise StructureError(f"unsupported structure type {type(structure).__name__}")
-    z = np.array(z, dtype=np.int64)
-    pos = np.array(pos, dtype=np.float64).reshape(-1, 3)
-    cell = np.array(cell, dtype=np.float64).reshape(3, 3)
-    _check_arrays(z, pos, cell)
+    _check_arrays(z, pos, cell, check_numbers=not numbers_checked)
     return CrystalArrays(z, pos, cell)
 
 
-def _pymatgen_sites(sites) -> tuple[list[int], np.ndarray]:
-    """Atomic numbers and fractional coordinates in one pass (pymatgen's per-site properties are slow)."""
-    z = []
+def _pymatgen_sites(sites) -> tuple[list[int], list[np.ndarray]]:
+    """Atomic numbers and fractional coordinates of ordered sites, in one lean pass over them (pymatgen's
+    per-site properties are slow)."""
+    numbers, frac = [], []
     for site in sites:
-        species = site.species
-        if len(species) != 1:
-            raise StructureError("disordered site (partial occupancy); order the structure first")
-        ((specie, amount),) = species.items()
+        try:
+            ((specie, amount),) = site.species.items()
+        except ValueError:  # several species on one site
+            amount = None
         if amount != 1:
             raise StructureError("disordered site (partial occupancy); order the structure first")
-        number = getattr(specie, "Z", 0)
-        if type(specie).__name__ == "DummySpecies" or not 1 <= number <= 118:
+        number = specie.Z  # a DummySpecies reports the hash of its symbol
+        if not 1 <= number <= 118 or type(specie).__name__ == "DummySpecies":
             raise StructureError(f"dummy or unknown species {specie!s}")
-        z.append(number)
-    return z, np.array([site.frac_coords for site in sites], dtype=np.float64).reshape(-1, 3)
+        numbers.append(number)
+        frac.append(site.frac_coords)
+    return numbers, frac
 
 
-def _check_arrays(z: np.ndarray, pos: np.ndarray, cell: np.ndarray) -> None:
+def _check_arrays(z: np.ndarray, pos: np.ndarray, cell: np.ndarray, check_numbers: bool = True) -> None:
     # Cheap tests first (this runs once per structure and view); the detailed diagnosis only on failure.
-    if len(z) == 0:
+    n = len(z)
+    if n == 0:
         raise StructureError("no atoms")
-    if len(z) != len(pos):
-        raise StructureError(f"{len(z)} atomic numbers but {len(pos)} positions")
-    if z.min() < 1 or z.max() > 118:
+    if n != len(pos):
+        raise StructureError(f"{n} atomic numbers but {len(pos)} positions")
+    if check_numbers and (z.min() < 1 or z.max() > 118):
         raise StructureError(f"unknown element with atomic number {int(z[(z < 1) | (z > 118)][0])}")
     (a, b, c), (d, e, f), (g, h, i) = cell.tolist()
     volume = abs(a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g))
-    if not math.isfinite(float(pos.sum()) + volume):  # NaN or inf anywhere in pos or cell
+    if not math.isfinite(pos.sum() + volume):  # NaN or inf anywhere in pos or cell
         if not np.isfinite(pos).all():
             raise StructureError("NaN or infinite coordinates")
         raise StructureError("NaN or infinite lattice vectors")
-    if volume < MIN_VOLUME_PER_ATOM * len(z):
+    if volume < MIN_VOLUME_PER_ATOM * n:
         raise StructureError(f"zero-volume or degenerate cell (volume {volume:.3g} Å^3)")
 
 
 def neighbour_list(
-    pos: np.ndarray, cell: np.ndarray, cutoff: float, calculator: NeighborList | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Full periodic neighbour list with vesin.
+    pos: np.ndarray, cell: np.ndarray, cutoff: float, search: NeighbourSearch | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Full periodic neighbour list with vesin (see :class:`~contrast.data.neighbours.NeighbourSearch`).
 
     Returns:
         ``(i, j, shift, distance)``: targets [E], sources [E], integer image shifts [E, 3] and distances [E],
         with ``pos[j] - pos[i] + shift @ cell`` the vector from i to its neighbour.
     """
-    calculator = calculator or NeighborList(cutoff=cutoff, full_list=True)
-    i, j, shift, distance = calculator.compute(points=pos, box=cell, periodic=True, quantities="ijSd")
-    return i, j, shift, distance
+    edge_index, shift, distance = (search or NeighbourSearch(cutoff))(pos, cell)
+    return edge_index[1], edge_index[0], shift, distance
 
 
 def graph_edges(
     crystal: CrystalArrays,
     cutoff: float,
-    calculator: NeighborList | None = None,
+    search: NeighbourSearch | None = None,
     require_neighbours: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checked neighbour list of a crystal as plain arrays.
@@ -167,26 +176,25 @@ def graph_edges(
     Raises:
         StructureError: atoms closer than 0.5 Å, or (with ``require_neighbours``) an atom without neighbours.
     """
-    i, j, shift, distance = neighbour_list(crystal.pos, crystal.cell, cutoff, calculator)
+    edge_index, shift, distance = (search or NeighbourSearch(cutoff))(crystal.pos, crystal.cell)
     if len(distance) and distance.min() < MIN_DISTANCE:
         k = int(distance.argmin())
         raise StructureError(
-            f"atoms {int(i[k])} and {int(j[k])} are {distance[k]:.3f} Å apart (closer than {MIN_DISTANCE} Å)"
+            f"atoms {int(edge_index[1, k])} and {int(edge_index[0, k])} are {distance[k]:.3f} Å apart"
+            f" (closer than {MIN_DISTANCE} Å)"
         )
     if require_neighbours:
-        counts = np.bincount(i, minlength=len(crystal.z))
+        counts = np.bincount(edge_index[1], minlength=len(crystal.z))
         if (counts == 0).any():
             lonely = int(np.flatnonzero(counts == 0)[0])
             raise StructureError(f"atom {lonely} has no neighbour within the cutoff of {cutoff} Å")
-    edge_index = np.empty((2, len(i)), dtype=np.int64)
-    edge_index[0], edge_index[1] = j, i
     return edge_index, shift
 
 
 def arrays_to_graph(
     crystal: CrystalArrays,
     cutoff: float,
-    calculator: NeighborList | None = None,
+    search: NeighbourSearch | None = None,
     require_neighbours: bool = True,
     dtype: torch.dtype | None = None,
 ) -> Data:
@@ -195,18 +203,33 @@ def arrays_to_graph(
     ``dtype`` is the float type of ``pos``, ``cell`` and ``cell_shift`` (torch's default when None); pass
     ``torch.float64`` for finite-difference checks, so that positions keep their full precision.
     """
-    edge_index, shift = graph_edges(crystal, cutoff, calculator, require_neighbours)
-    n = len(crystal.z)
-    # One conversion for all float fields (it dominates the cost of small graphs), then views into it.
-    floats = np.concatenate((crystal.pos.ravel(), crystal.cell.ravel(), shift.ravel()))
-    floats = torch.from_numpy(floats).to(dtype or torch.get_default_dtype())
-    return Data(
+    edge_index, shift = graph_edges(crystal, cutoff, search or _search(cutoff), require_neighbours)
+    floats = _NUMPY_FLOATS[dtype or torch.get_default_dtype()]
+    return contract_data(
         z=torch.from_numpy(crystal.z),
-        pos=floats[: 3 * n].view(n, 3),
-        cell=floats[3 * n : 3 * n + 9].view(1, 3, 3),
+        pos=torch.from_numpy(crystal.pos.astype(floats)),  # copies, never views of the caller's arrays
+        cell=torch.from_numpy(crystal.cell.astype(floats).reshape(1, 3, 3)),
         edge_index=torch.from_numpy(edge_index),
-        cell_shift=floats[3 * n + 9 :].view(-1, 3),
+        cell_shift=torch.from_numpy(shift.astype(floats)),
     )
+
+
+_NUMPY_FLOATS = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+
+def contract_data(**fields: torch.Tensor) -> Data:
+    """``Data(**fields)`` for fresh tensors, without PyG's per-attribute ``setattr`` dispatch.
+
+    ``Data.__init__`` routes each keyword through two ``__setattr__`` overrides and a cache check, which costs
+    more than a small crystal's neighbour search; a new ``Data`` has nothing cached, so filling its storage
+    mapping directly gives the same object.
+    """
+    data = Data()
+    mapping = getattr(data._store, "_mapping", None)
+    if not isinstance(mapping, dict):  # pragma: no cover - a PyG without the storage mapping
+        return Data(**fields)
+    mapping.update(fields)
+    return data
 
 
 def structure_to_graph(
@@ -227,34 +250,37 @@ def structure_to_graph(
     Raises:
         StructureError: the structure cannot be a crystal graph; the message says why.
     """
-    calculator = _calculator(cutoff)
-    return arrays_to_graph(to_arrays(structure), cutoff, calculator, require_neighbours, dtype)
+    return arrays_to_graph(to_arrays(structure), cutoff, _search(cutoff), require_neighbours, dtype)
 
 
-_CALCULATORS = threading.local()
+_SEARCHES = threading.local()
 
 
-def _calculator(cutoff: float) -> NeighborList:
-    """A vesin calculator per thread and cutoff, reused across calls (creating one has a cost)."""
-    cache = _CALCULATORS.__dict__.setdefault("by_cutoff", {})
+def _search(cutoff: float) -> NeighbourSearch:
+    """A neighbour search per thread and cutoff, reused across calls (creating one has a cost)."""
+    cache = _SEARCHES.__dict__.setdefault("by_cutoff", {})
     if cutoff not in cache:
-        cache[cutoff] = NeighborList(cutoff=cutoff, full_list=True)
+        cache[cutoff] = NeighbourSearch(cutoff)
     return cache[cutoff]
 
 
 def structures_to_graphs(
-    structures: Iterable, cutoff: float = 5.0, require_neighbours: bool = True, source: str | None = None
+    structures: Iterable,
+    cutoff: float = 5.0,
+    require_neighbours: bool = True,
+    source: str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> list[Data]:
-    """Batched :func:`structure_to_graph`: one vesin calculator serves every structure.
+    """Batched :func:`structure_to_graph`: one neighbour search serves every structure.
 
     Raises:
         StructureError: naming the ``source`` and the entry index of the first bad structure.
     """
-    calculator = NeighborList(cutoff=cutoff, full_list=True)
+    search = _search(cutoff)
     graphs = []
     for index, structure in enumerate(structures):
         try:
-            graphs.append(arrays_to_graph(to_arrays(structure), cutoff, calculator, require_neighbours))
+            graphs.append(arrays_to_graph(to_arrays(structure), cutoff, search, require_neighbours, dtype))
         except StructureError as error:
             raise error.located(source, index) from None
     return graphs
