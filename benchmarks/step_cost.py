@@ -44,6 +44,7 @@ from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
 from contrast.nn.painn import PaiNN
 from contrast.nn.schnet import SchNet
+from contrast.runtime import tune_cpu_allocator
 
 ENCODERS = {"painn": PaiNN, "schnet": SchNet, "cgcnn": CGCNN}
 CUTOFF = 5.0
@@ -80,19 +81,36 @@ def make_context(args: argparse.Namespace) -> Context:
     return Context(batches, device, dtype, unlabelled)
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median wall time of ``fn`` in seconds, after one warm-up call."""
+def _seconds(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn`` in seconds, after ``warmup`` untimed calls.
+
+    More than one warm-up call: the allocator and the thread pool settle over the first calls of a process.
+    """
+    for _ in range(warmup):
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(_seconds(fn, device) for _ in range(repeats))
+
+
+def timed_pair(
+    fn: Callable[[], object], baseline: Callable[[], object], device: torch.device, repeats: int
+) -> tuple[float, float]:
+    """Median wall times of ``fn`` and of its ``baseline``, timed alternately so that drifts of a shared
+    machine hit both alike, after two warm-up calls of each."""
+    for _ in range(2):
+        fn()
+        baseline()
+    times = [(_seconds(fn, device), _seconds(baseline, device)) for _ in range(repeats)]
+    return statistics.median(t for t, _ in times), statistics.median(t for _, t in times)
 
 
 def over_batches(step: Callable[[Batch], object], batches: list[Batch]) -> Callable[[], None]:
@@ -111,8 +129,9 @@ def measure_inference(model: EnergyModel, ctx: Context, args: argparse.Namespace
     def forces(batch):
         return energy_forces_stress(model, batch, compute_forces=True)
 
-    t_energy = timed(over_batches(energy, ctx.batches), ctx.device, args.repeats)
-    t_forces = timed(over_batches(forces, ctx.batches), ctx.device, args.repeats)
+    t_forces, t_energy = timed_pair(
+        over_batches(forces, ctx.batches), over_batches(energy, ctx.batches), ctx.device, args.repeats
+    )
     return {"energy_s": t_energy, "forces_s": t_forces, "forces_inference_ratio": t_forces / t_energy}
 
 
@@ -132,8 +151,12 @@ def measure_training(model: EnergyModel, ctx: Context, args: argparse.Namespace)
         loss.backward()
         optimizer.step()
 
-    t_energy = timed(over_batches(energy_step, ctx.batches), ctx.device, args.repeats)
-    t_force = timed(over_batches(force_step, ctx.batches), ctx.device, args.repeats)
+    t_force, t_energy = timed_pair(
+        over_batches(force_step, ctx.batches),
+        over_batches(energy_step, ctx.batches),
+        ctx.device,
+        args.repeats,
+    )
     return {"train_energy_s": t_energy, "train_force_s": t_force, "force_training_ratio": t_force / t_energy}
 
 
@@ -224,8 +247,12 @@ def measure_contrastive(model: EnergyModel, ctx: Context, args: argparse.Namespa
         ((model(batch) - batch.energy) ** 2).mean().backward()
         energy_optimizer.step()
 
-    t_energy = timed(over_batches(energy_step, ctx.batches), ctx.device, args.repeats)
-    t_contrastive = timed(over_batches(contrastive_step, view_batches), ctx.device, args.repeats)
+    t_contrastive, t_energy = timed_pair(
+        over_batches(contrastive_step, view_batches),
+        over_batches(energy_step, ctx.batches),
+        ctx.device,
+        args.repeats,
+    )
     consumed = sum(a.num_graphs for a, _ in view_batches) / t_contrastive
     # Views differ in size from their structures (supercells, removed sites): the same ratio per edge.
     view_edges = sum(a.edge_index.shape[1] + b.edge_index.shape[1] for a, b in view_batches)
@@ -285,11 +312,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (the default data config)")
     parser.add_argument("--loader-passes", type=int, default=4, help="passes over the structures when timing")
     parser.add_argument("--json", default=None, help="write {encoder: {figure: value}} here")
+    parser.add_argument(
+        "--no-tune-allocator",
+        action="store_true",
+        help="leave glibc malloc as it is (training and load_calculator tune it; see contrast/runtime.py)",
+    )
     args = parser.parse_args()
+    tuned = False if args.no_tune_allocator else tune_cpu_allocator()
     ctx = make_context(args)
     atoms = sum(int(b.num_nodes) for b in ctx.batches)
     threads = torch.get_num_threads()
     print(f"# {platform.node()} {args.device} {args.dtype} torch {torch.__version__} threads {threads}")
+    print(f"# malloc tuned as in training runs: {tuned}")
     print(f"# {len(ctx.batches)} EMT batches of {args.batch_size} graphs, {atoms} atoms in all")
     results = {}
     for name in args.encoders:

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from contrast.runtime import tune_cpu_allocator
 from contrast.tasks.callbacks import MetricsJSON
 
 log = logging.getLogger("contrast.train")
@@ -71,6 +72,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(int(cfg.seed), workers=True)
+    if cfg.get("tune_cpu_allocator", True):
+        tune_cpu_allocator()
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     task_cls = get_class(cfg.task._target_)

@@ -24,7 +24,7 @@ def apply_strain(pos: Tensor, cell: Tensor, batch: Tensor, strain: Tensor) -> tu
     """
     sym = 0.5 * (strain + strain.transpose(1, 2))  # [B, 3, 3]
     deform = torch.eye(3, dtype=sym.dtype, device=sym.device) + sym  # [B, 3, 3]
-    pos = torch.bmm(pos.unsqueeze(1), deform[batch]).squeeze(1)  # [N, 3]
+    pos = torch.bmm(pos.unsqueeze(1), deform.index_select(0, batch)).squeeze(1)  # [N, 3]
     return pos, torch.bmm(cell, deform)
 
 

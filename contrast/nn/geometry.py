@@ -23,9 +23,9 @@ def edge_vectors(data, pos: Tensor | None = None, cell: Tensor | None = None) ->
     pos = data.pos if pos is None else pos  # [N, 3]
     cell = data.cell if cell is None else cell  # [B, 3, 3]
     source, target = data.edge_index  # [E], [E]
-    edge_cell = cell[graph_index(data)[target]]  # [E, 3, 3]
+    edge_cell = cell.index_select(0, graph_index(data).index_select(0, target))  # [E, 3, 3]
     shift = torch.bmm(data.cell_shift.to(pos.dtype).unsqueeze(1), edge_cell).squeeze(1)  # [E, 3]
-    return pos[source] - pos[target] + shift
+    return pos.index_select(0, source) - pos.index_select(0, target) + shift
 
 
 def edge_lengths(vectors: Tensor) -> Tensor:

@@ -1,16 +1,17 @@
 """PaiNN: polarizable atom interaction network (Schütt, Unke & Gastegger, ICML 2021).
 
 Equivariant message passing with scalar features ``s`` [N, D] and vector features ``v`` [N, 3, D]. Scalars are
-invariant and vectors rotate with the structure; energies are read from the scalars.
+invariant and vectors rotate with the structure; energies are read from the scalars. Inside the blocks the
+vectors are stored component-first, [3, N, D], so that every per-edge tensor is a plain [E, D] matrix: on the
+CPU, products broadcast over a [E, 3, D] tensor and their sums in the backward pass cost several times more.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
-from contrast.nn.base import CrystalEncoder
+from contrast.nn.base import CrystalEncoder, EdgeBlocks
 from contrast.nn.geometry import bessel_rbf
 
 # Keeps the gradient of |v| finite at v = 0 (vector features start at zero).
@@ -34,25 +35,44 @@ class Message(nn.Module):
         self.filter = nn.Linear(num_rbf, 3 * hidden_dim)
 
     def forward(
-        self, s: Tensor, v: Tensor, edge_index: Tensor, rbf: Tensor, unit: Tensor, envelope: Tensor
+        self,
+        s: Tensor,
+        v: Tensor | None,
+        edges: EdgeBlocks,
+        radial: list[Tensor],
+        unit: list[Tensor],
     ) -> tuple[Tensor, Tensor]:
-        """Residual update of ``s`` [N, D] and ``v`` [N, 3, D].
+        """Residual update of ``s`` [N, D] and ``v`` [3, N, D] (None stands for zero vectors, as in the first
+        block, which then skips their per-edge terms).
 
-        ``rbf`` [E, K], ``unit`` [E, 3] (unit vectors from i to j) and ``envelope`` [E] describe the edges.
+        Per edge block: ``radial`` [E_b, K + 1], the radial basis and a column of ones, both multiplied by the
+        envelope (see :meth:`PaiNN.forward_with_vectors`), and ``unit`` [3, E_b], the components of the unit
+        vectors from i to j.
         """
-        source, target = edge_index
         d = self.hidden_dim
-        # The envelope sits in the filter, so every message vanishes smoothly at the cutoff.
-        w = self.filter(rbf) * envelope.unsqueeze(-1)  # [E, 3D]
-        x = self.phi(s)[source] * w  # [E, 3D]
-        x_s, x_vv, x_vs = x.split(d, dim=-1)  # [E, D] each
-        dv = v[source] * x_vv.unsqueeze(1) + unit.unsqueeze(-1) * x_vs.unsqueeze(1)  # [E, 3, D]
         n = s.shape[0]
-        ds = scatter(x_s, target, dim=0, dim_size=n, reduce="sum")  # [N, D]
-        dv = scatter(dv.reshape(-1, 3 * d), target, dim=0, dim_size=n, reduce="sum").view(
-            n, 3, d
-        )  # [N, 3, D]
-        return s + ds, v + dv
+        # filter(rbf) * envelope == ([rbf, 1] * envelope) @ [W, b]^T: the envelope scales K + 1 columns
+        weight = torch.cat([self.filter.weight, self.filter.bias.unsqueeze(-1)], dim=1)  # [3D, K + 1]
+        w_s, w_vv, w_vs = weight.split(d, dim=0)  # [D, K + 1] each
+        phi_s, phi_vv, phi_vs = self.phi(s).split(d, dim=-1)  # [N, D] each
+
+        def message(k: int, source: Tensor) -> tuple[Tensor, ...]:
+            # Each of the three filters separately: [E_b, D] products only, no [E_b, 3D] split and re-join.
+            # The envelope in the filters makes every message vanish smoothly at the cutoff.
+            x_s = phi_s.index_select(0, source) * (radial[k] @ w_s.t())  # [E_b, D]
+            x_vs = phi_vs.index_select(0, source) * (radial[k] @ w_vs.t())  # [E_b, D]
+            x_vv = None if v is None else phi_vv.index_select(0, source) * (radial[k] @ w_vv.t())
+            parts = [x_s]
+            for c in range(3):  # one Cartesian component at a time: only [E_b, D] tensors, no broadcast sums
+                dv = unit[k][c].unsqueeze(-1) * x_vs  # [E_b, D]
+                if x_vv is not None:
+                    dv = dv + v[c].index_select(0, source) * x_vv
+                parts.append(dv)
+            return tuple(parts)
+
+        ds, *dv = edges.scatter_sum(message, n)  # [N, D] each
+        dv = torch.stack(dv)  # [3, N, D]
+        return s + ds, dv if v is None else v + dv
 
 
 class Update(nn.Module):
@@ -71,13 +91,13 @@ class Update(nn.Module):
         )
 
     def forward(self, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Residual update of ``s`` [N, D] and ``v`` [N, 3, D]."""
-        u, w = self.uv(v).split(self.hidden_dim, dim=-1)  # [N, 3, D] each; linear in v keeps equivariance
-        norm = torch.sqrt((w * w).sum(dim=1) + NORM_EPS)  # [N, D]
+        """Residual update of ``s`` [N, D] and ``v`` [3, N, D]."""
+        u, w = self.uv(v).split(self.hidden_dim, dim=-1)  # [3, N, D] each; linear in v keeps equivariance
+        norm = torch.sqrt((w * w).sum(dim=0) + NORM_EPS)  # [N, D]
         a = self.mlp(torch.cat([s, norm], dim=-1))  # [N, 3D]
         a_vv, a_sv, a_ss = a.split(self.hidden_dim, dim=-1)  # [N, D] each
-        dot = (u * w).sum(dim=1)  # [N, D]
-        return s + a_ss + a_sv * dot, v + a_vv.unsqueeze(1) * u
+        dot = (u * w).sum(dim=0)  # [N, D]
+        return s + a_ss + a_sv * dot, v + a_vv.unsqueeze(0) * u
 
 
 class PaiNN(CrystalEncoder):
@@ -114,14 +134,24 @@ class PaiNN(CrystalEncoder):
     ) -> tuple[Tensor, Tensor]:
         """Scalar features ``s`` [N, D] (invariant) and vector features ``v`` [N, 3, D] (equivariant)."""
         vectors, lengths, envelope = self.edge_geometry(data, pos, cell)  # [E, 3], [E], [E]
-        unit = vectors / lengths.unsqueeze(-1)  # [E, 3]
-        rbf = bessel_rbf(lengths, self.num_rbf, self.cutoff)  # [E, K]
+        edges = self.edge_blocks(data)
+        lengths = edges.split(lengths)  # [E_b] each
+        # unit vectors component-first, [3, E_b] per block
+        unit = [(u / d.unsqueeze(-1)).t().contiguous() for u, d in zip(edges.split(vectors), lengths)]
+        # radial basis and a column of ones, times the envelope: [E_b, K + 1] per block, shared by all layers
+        radial = [
+            torch.cat([bessel_rbf(d, self.num_rbf, self.cutoff), torch.ones_like(d).unsqueeze(-1)], dim=-1)
+            * e.unsqueeze(-1)
+            for d, e in zip(lengths, edges.split(envelope))
+        ]
         s = self.embedding(data.z)  # [N, D]
-        v = s.new_zeros(s.shape[0], 3, self.hidden_dim)  # [N, 3, D]
+        v = None  # vector features, component-first [3, N, D]; zero to start with
         for message, update in zip(self.messages, self.updates):
-            s, v = message(s, v, data.edge_index, rbf, unit, envelope)
+            s, v = message(s, v, edges, radial, unit)
             s, v = update(s, v)
-        return s, v
+        if v is None:
+            v = s.new_zeros(3, s.shape[0], self.hidden_dim)
+        return s, v.permute(1, 0, 2)  # [N, 3, D]
 
     def forward(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> Tensor:
         """Per-atom scalar features [N, D]; ``pos`` [N, 3] and ``cell`` [B, 3, 3] override the data's own."""

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
-from contrast.nn.base import CrystalEncoder
+from contrast.nn.base import CrystalEncoder, EdgeBlocks
 from contrast.nn.geometry import gaussian_rbf
 
 
@@ -36,13 +35,16 @@ class Interaction(nn.Module):
             nn.Linear(hidden_dim, hidden_dim), ShiftedSoftplus(), nn.Linear(hidden_dim, hidden_dim)
         )
 
-    def forward(self, x: Tensor, edge_index: Tensor, rbf: Tensor, envelope: Tensor) -> Tensor:
-        """Residual update of ``x`` [N, D] from ``edge_index`` [2, E], ``rbf`` [E, K] and ``envelope`` [E]."""
-        source, target = edge_index
-        # The envelope goes into the filter so every message vanishes smoothly at the cutoff.
-        w = self.filter_net(rbf) * envelope.unsqueeze(-1)  # [E, D]
-        messages = self.in_to_filter(x)[source] * w  # [E, D]
-        aggregated = scatter(messages, target, dim=0, dim_size=x.shape[0], reduce="sum")  # [N, D]
+    def forward(self, x: Tensor, edges: EdgeBlocks, rbf: list[Tensor], envelope: list[Tensor]) -> Tensor:
+        """Residual update of ``x`` [N, D] from the edge blocks' ``rbf`` [E_b, K] and ``envelope`` [E_b]."""
+        h = self.in_to_filter(x)  # [N, D]
+
+        def message(k: int, source: Tensor) -> Tensor:
+            # The envelope goes into the filter so every message vanishes smoothly at the cutoff.
+            w = self.filter_net(rbf[k]) * envelope[k].unsqueeze(-1)  # [E_b, D]
+            return h.index_select(0, source) * w  # [E_b, D]
+
+        aggregated = edges.scatter_sum(message, x.shape[0])  # [N, D]
         return x + self.out(aggregated)
 
 
@@ -77,8 +79,10 @@ class SchNet(CrystalEncoder):
     def forward(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> Tensor:
         """Per-atom features [N, D]; ``pos`` [N, 3] and ``cell`` [B, 3, 3] override the data's own."""
         _, lengths, envelope = self.edge_geometry(data, pos, cell)  # [E, 3], [E], [E]
-        rbf = gaussian_rbf(lengths, self.num_rbf, self.cutoff)  # [E, K]
+        edges = self.edge_blocks(data)
+        rbf = [gaussian_rbf(d, self.num_rbf, self.cutoff) for d in edges.split(lengths)]  # [E_b, K] each
+        envelope = edges.split(envelope)  # [E_b] each
         x = self.embedding(data.z)  # [N, D]
         for interaction in self.interactions:
-            x = interaction(x, data.edge_index, rbf, envelope)  # [N, D]
+            x = interaction(x, edges, rbf, envelope)  # [N, D]
         return x
