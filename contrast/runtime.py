@@ -4,10 +4,11 @@ Autograd allocates and frees many multi-megabyte tensors per step. glibc's ``mal
 its ``mmap`` threshold with fresh pages from the kernel, and returns freed memory at the top of its heap to
 the kernel once it exceeds the trim threshold; both thresholds start small and adapt slowly. Every step then
 pays page faults (the kernel zeroing each 4 kB page) for memory it has just given back. On this project's CPU
-benchmark that cost about 20% of a PaiNN energy + forces step and 25% of a training step with a force loss
-(``BENCHMARKS.md``). :func:`tune_cpu_allocator` raises both thresholds, the usual remedy short of preloading
-jemalloc or tcmalloc. Training (``contrast.train``) and :func:`contrast.load_calculator` call it; it does
-nothing outside glibc, or where the user set glibc's ``MALLOC_*`` variables or preloaded another allocator.
+benchmark, tuning made a PaiNN energy + forces step 14% faster and a training step with a force loss 22%
+faster (``BENCHMARKS.md``). :func:`tune_cpu_allocator` raises both thresholds, the usual remedy short of
+preloading jemalloc or tcmalloc. Training (``contrast.train``) and :func:`contrast.load_calculator` call it;
+it does nothing outside glibc, or where the user set glibc's ``MALLOC_*`` variables or preloaded another
+allocator.
 """
 
 from __future__ import annotations

@@ -55,18 +55,20 @@ class Message(nn.Module):
         weight = torch.cat([self.filter.weight, self.filter.bias.unsqueeze(-1)], dim=1)  # [3D, K + 1]
         w_s, w_vv, w_vs = weight.split(d, dim=0)  # [D, K + 1] each
         phi_s, phi_vv, phi_vs = self.phi(s).split(d, dim=-1)  # [N, D] each
+        # v_j * phi_vv_j * filter_vv(r_ij): the atom-wise product once per atom instead of once per edge
+        v_phi = None if v is None else v * phi_vv.unsqueeze(0)  # [3, N, D]
 
         def message(k: int, source: Tensor) -> tuple[Tensor, ...]:
             # Each of the three filters separately: [E_b, D] products only, no [E_b, 3D] split and re-join.
             # The envelope in the filters makes every message vanish smoothly at the cutoff.
             x_s = phi_s.index_select(0, source) * (radial[k] @ w_s.t())  # [E_b, D]
             x_vs = phi_vs.index_select(0, source) * (radial[k] @ w_vs.t())  # [E_b, D]
-            x_vv = None if v is None else phi_vv.index_select(0, source) * (radial[k] @ w_vv.t())
+            f_vv = None if v_phi is None else radial[k] @ w_vv.t()  # [E_b, D]
             parts = [x_s]
             for c in range(3):  # one Cartesian component at a time: only [E_b, D] tensors, no broadcast sums
                 dv = unit[k][c].unsqueeze(-1) * x_vs  # [E_b, D]
-                if x_vv is not None:
-                    dv = dv + v[c].index_select(0, source) * x_vv
+                if f_vv is not None:
+                    dv = dv + v_phi[c].index_select(0, source) * f_vv
                 parts.append(dv)
             return tuple(parts)
 
