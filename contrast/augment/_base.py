@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from contrast.data.graph import contract_data
+
 # Fields that stop describing a view once its atoms move or change: the neighbour list (rebuilt by the
 # pipeline) and the physical labels of the unperturbed structure. Views are for self-supervision only.
 STALE_FIELDS = ("edge_index", "cell_shift", "edge_attr", "energy", "forces", "stress")
@@ -47,16 +49,12 @@ def with_structure(data: Data, z: Tensor, pos: Tensor, cell: Tensor) -> Data:
     The neighbour list and the physical labels (:data:`STALE_FIELDS`) are dropped; graph-level bookkeeping
     such as ``idx`` is copied unchanged. The input is not modified.
     """
-    out = Data()
-    for key, value in data.items():
-        if key in STALE_FIELDS or key in ("z", "pos", "cell", "num_nodes"):
-            continue
-        out[key] = _copy(value)
-    out.z = z
-    out.pos = pos
-    out.cell = cell
-    out.num_nodes = int(z.shape[0])
-    return out
+    fields = {
+        key: _copy(value)
+        for key, value in data.items()
+        if key not in STALE_FIELDS and key not in ("z", "pos", "cell", "num_nodes")
+    }
+    return contract_data(**fields, z=z, pos=pos, cell=cell, num_nodes=int(z.shape[0]))
 
 
 def _copy(value):

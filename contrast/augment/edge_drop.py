@@ -19,6 +19,22 @@ def pair_index(edge_index: Tensor, cell_shift: Tensor) -> Tensor:
     # numpy: these arrays are tiny and torch's per-call overhead dominates here.
     index = edge_index.detach().cpu().numpy()  # [2, E]
     shift = np.rint(cell_shift.detach().cpu().numpy()).astype(np.int64)  # [E, 3]
+    if index.shape[1] == 0:
+        return torch.zeros(0, dtype=torch.long)
+    # Each description (a, b, s0, s1, s2) as one mixed-radix integer, ordered like the tuples, so that one
+    # 1-D unique replaces a row-wise unique (several times faster); row-wise where the code would overflow.
+    atoms = int(index.max()) + 1
+    radix = 2 * int(np.abs(shift).max()) + 1
+    if atoms * atoms * radix**3 < 2**62:
+        digits = shift + radix // 2  # [E, 3], non-negative
+        code_shift = (digits[:, 0] * radix + digits[:, 1]) * radix + digits[:, 2]  # [E]
+        code_back = ((radix - 1 - digits[:, 0]) * radix + (radix - 1 - digits[:, 1])) * radix + (
+            radix - 1 - digits[:, 2]
+        )  # the same for -S
+        forward = (index[0] * atoms + index[1]) * radix**3 + code_shift  # (j, i, S)
+        backward = (index[1] * atoms + index[0]) * radix**3 + code_back  # (i, j, -S)
+        key = np.minimum(forward, backward)  # [E]
+        return torch.from_numpy(np.unique(key, return_inverse=True)[1].reshape(-1).astype(np.int64))
     forward = np.concatenate([index.T, shift], axis=1)  # [E, 5]: (j, i, S)
     backward = np.concatenate([index[::-1].T, -shift], axis=1)  # [E, 5]: (i, j, -S)
     # The first differing column decides which description is smaller.
@@ -52,13 +68,15 @@ class EdgeDrop:
             return out
         n_edges = data.edge_index.shape[1]
         if self.symmetric:
-            pairs = pair_index(data.edge_index, data.cell_shift)  # [E]
+            pairs = pair_index(data.edge_index, data.cell_shift).numpy()  # [E]
             n_pairs = int(pairs.max()) + 1 if n_edges else 0
-            keep = (torch.rand(n_pairs, generator=generator) >= self.fraction)[pairs]  # [E]
+            keep = (torch.rand(n_pairs, generator=generator) >= self.fraction).numpy()[pairs]  # [E]
         else:
-            keep = torch.rand(n_edges, generator=generator) >= self.fraction  # [E]
-        out.edge_index = data.edge_index[:, keep]
-        out.cell_shift = data.cell_shift[keep]
+            keep = (torch.rand(n_edges, generator=generator) >= self.fraction).numpy()  # [E]
+        # numpy mask and index_select: torch's boolean-mask indexing costs far more on small CPU tensors
+        kept = torch.from_numpy(np.flatnonzero(keep))
+        out.edge_index = data.edge_index.index_select(1, kept)
+        out.cell_shift = data.cell_shift.index_select(0, kept)
         return out
 
     def __repr__(self) -> str:

@@ -38,7 +38,9 @@ class SiteRemoval:
         n_remove = min(stochastic_count(self.fraction, n_atoms, generator), n_atoms - 1)
         order = torch.randperm(n_atoms, generator=generator)
         keep = torch.sort(order[n_remove:]).values  # [N'] in the original order
-        return with_structure(data, data.z[keep].clone(), data.pos[keep].clone(), data.cell.clone())
+        return with_structure(
+            data, data.z.index_select(0, keep), data.pos.index_select(0, keep), data.cell.clone()
+        )
 
     def __repr__(self) -> str:
         return format_repr("SiteRemoval", p=self.p, fraction=self.fraction)

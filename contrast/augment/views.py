@@ -36,13 +36,10 @@ def rebuild_graph(data: Data, cutoff: float) -> Data:
         pos=data.pos.detach().cpu().numpy().astype(np.float64),
         cell=data.cell[0].detach().cpu().numpy().astype(np.float64),
     )
-    graph = arrays_to_graph(crystal, cutoff, require_neighbours=False)
-    graph.pos = graph.pos.to(data.pos.dtype)
-    graph.cell = graph.cell.to(data.cell.dtype)
-    graph.cell_shift = graph.cell_shift.to(data.pos.dtype)
-    for key, value in data.items():
-        if key not in _GRAPH_FIELDS and key not in STALE_FIELDS:
-            graph[key] = value
+    extra = {k: v for k, v in data.items() if k not in _GRAPH_FIELDS and k not in STALE_FIELDS}
+    graph = arrays_to_graph(crystal, cutoff, require_neighbours=False, dtype=data.pos.dtype, extra=extra)
+    if data.cell.dtype != data.pos.dtype:
+        graph.cell = graph.cell.to(data.cell.dtype)
     return graph
 
 

@@ -197,11 +197,13 @@ def arrays_to_graph(
     search: NeighbourSearch | None = None,
     require_neighbours: bool = True,
     dtype: torch.dtype | None = None,
+    extra: dict | None = None,
 ) -> Data:
     """Build the contract ``Data`` from checked arrays (see module docstring).
 
     ``dtype`` is the float type of ``pos``, ``cell`` and ``cell_shift`` (torch's default when None); pass
-    ``torch.float64`` for finite-difference checks, so that positions keep their full precision.
+    ``torch.float64`` for finite-difference checks, so that positions keep their full precision. ``extra``
+    holds further fields of the graph (labels, ``idx``), stored as they are.
     """
     edge_index, shift = graph_edges(crystal, cutoff, search or _search(cutoff), require_neighbours)
     floats = _NUMPY_FLOATS[dtype or torch.get_default_dtype()]
@@ -211,14 +213,15 @@ def arrays_to_graph(
         cell=torch.from_numpy(crystal.cell.astype(floats).reshape(1, 3, 3)),
         edge_index=torch.from_numpy(edge_index),
         cell_shift=torch.from_numpy(shift.astype(floats)),
+        **(extra or {}),
     )
 
 
 _NUMPY_FLOATS = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
-def contract_data(**fields: torch.Tensor) -> Data:
-    """``Data(**fields)`` for fresh tensors, without PyG's per-attribute ``setattr`` dispatch.
+def contract_data(**fields) -> Data:
+    """``Data(**fields)`` for fresh values, without PyG's per-attribute ``setattr`` dispatch.
 
     ``Data.__init__`` routes each keyword through two ``__setattr__`` overrides and a cache check, which costs
     more than a small crystal's neighbour search; a new ``Data`` has nothing cached, so filling its storage
