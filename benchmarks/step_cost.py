@@ -160,34 +160,65 @@ def measure_training(model: EnergyModel, ctx: Context, args: argparse.Namespace)
     return {"train_energy_s": t_energy, "train_force_s": t_force, "force_training_ratio": t_force / t_energy}
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory since the last reset: allocator peak on CUDA, process peak RSS on CPU (monotonic)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def supercell_batch(n: int, device: torch.device, dtype: torch.dtype) -> tuple[Batch, int]:
+    """A rattled n x n x n supercell of the 4-atom cubic Cu cell as a one-graph batch, and its atom count."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (n, n, n)
+    atoms.rattle(0.05, seed=0)
+    graph = structure_to_graph(atoms, cutoff=CUTOFF)
+    return to_device(Batch.from_data_list([graph]), device, dtype), len(atoms)
+
+
+def _rss_kb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 1024
+
+
+def cpu_peak_kb(name: str, n: int, dtype: str, tune: bool) -> float:
+    """Peak resident memory added by one energy + forces evaluation of the n-supercell, in kB.
+
+    Runs in a fresh process (the caller starts one per size): a process's peak RSS only grows, so within one
+    process every size after the largest would report the largest one's peak.
+    """
+    if tune:
+        tune_cpu_allocator()
+    torch.manual_seed(0)
+    encoder = ENCODERS[name]()
+    model = EnergyModel(encoder, EnergyHead(encoder.hidden_dim)).to(getattr(torch, dtype))
+    data, _ = supercell_batch(n, torch.device("cpu"), getattr(torch, dtype))
+    before = _rss_kb()
+    energy_forces_stress(model, data)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # ru_maxrss is in kB on Linux
 
 
 def measure_scaling(model: EnergyModel, ctx: Context, args: argparse.Namespace) -> dict:
+    """Time per atom in this process; peak memory per atom from the CUDA allocator, or on the CPU from a fresh
+    process per size."""
+    import multiprocessing
+
+    name = next(key for key, cls in ENCODERS.items() if isinstance(model.encoder, cls))
     out, per_atom = {}, []
     for label, n in SUPERCELLS.items():
         if label not in args.sizes:
             continue
-        atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (n, n, n)
-        atoms.rattle(0.05, seed=0)
-        data = to_device(
-            Batch.from_data_list([structure_to_graph(atoms, cutoff=CUTOFF)]), ctx.device, ctx.dtype
-        )
+        data, n_atoms = supercell_batch(n, ctx.device, ctx.dtype)
         if ctx.device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(ctx.device)
         seconds = timed(
             lambda data=data: energy_forces_stress(model, data), ctx.device, max(1, args.repeats // 2)
         )
-        per_atom.append(seconds / len(atoms))
-        out[f"us_per_atom_{label}"] = 1e6 * seconds / len(atoms)
-        out[f"peak_kb_per_atom_{label}"] = 1024 * peak_memory_mb(ctx.device) / len(atoms)
+        per_atom.append(seconds / n_atoms)
+        out[f"us_per_atom_{label}"] = 1e6 * seconds / n_atoms
+        if ctx.device.type == "cuda":
+            peak_kb = torch.cuda.max_memory_allocated(ctx.device) / 1024
+        else:
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                peak_kb = pool.apply(cpu_peak_kb, (name, n, args.dtype, not args.no_tune_allocator))
+        out[f"peak_kb_per_atom_{label}"] = peak_kb / n_atoms
     if per_atom:
         out["per_atom_time_spread"] = max(per_atom) / min(per_atom)
+        peaks = [out[f"peak_kb_per_atom_{label}"] for label in SUPERCELLS if label in args.sizes]
+        out["per_atom_memory_spread"] = max(peaks) / min(peaks)
     return out
 
 
