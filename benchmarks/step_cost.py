@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -168,9 +167,16 @@ def supercell_batch(n: int, device: torch.device, dtype: torch.dtype) -> tuple[B
     return to_device(Batch.from_data_list([graph]), device, dtype), len(atoms)
 
 
-def _rss_kb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize() / 1024
+def _memory_kb(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in kB.
+
+    Not ``ru_maxrss``: Linux keeps that across ``execve``, so a spawned child would report its parent's peak.
+    """
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def cpu_peak_kb(name: str, n: int, dtype: str, tune: bool) -> float:
@@ -185,9 +191,14 @@ def cpu_peak_kb(name: str, n: int, dtype: str, tune: bool) -> float:
     encoder = ENCODERS[name]()
     model = EnergyModel(encoder, EnergyHead(encoder.hidden_dim)).to(getattr(torch, dtype))
     data, _ = supercell_batch(n, torch.device("cpu"), getattr(torch, dtype))
-    before = _rss_kb()
+    try:  # reset the peak to the present, so the set-up above does not count
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+    before = _memory_kb("VmRSS")
     energy_forces_stress(model, data)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # ru_maxrss is in kB on Linux
+    return _memory_kb("VmHWM") - before
 
 
 def measure_scaling(model: EnergyModel, ctx: Context, args: argparse.Namespace) -> dict:
