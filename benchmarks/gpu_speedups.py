@@ -26,17 +26,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_cost import (  # noqa: E402
-    CUTOFF,
     ENCODERS,
     Context,
     _view_batches,
     build_model,
     contrastive_parts,
-    default_views,
     make_context,
     over_batches,
     timed,
     to_device,
+    view_loader,
 )
 
 
@@ -60,13 +59,8 @@ def contrastive_step_fn(model, ctx: Context, autocast: bool = False, compile_enc
 
 
 def end_to_end(model, ctx: Context, args) -> dict:
-    from torch_geometric.loader import DataLoader
-
     step = contrastive_step_fn(model, ctx)
-    dataset = default_views(CUTOFF).wrap(ctx.graphs * args.loader_passes)
-    loader = DataLoader(
-        dataset, batch_size=args.batch_size, num_workers=args.workers, shuffle=True, pin_memory=True
-    )
+    loader = view_loader(ctx, args, pin_memory=True)
     waited, produced = 0.0, 0
     iterator = iter(loader)
     first_a, first_b = next(iterator)  # steady state: worker start-up is left out
@@ -90,11 +84,7 @@ def end_to_end(model, ctx: Context, args) -> dict:
 
 
 def loader_alone(ctx: Context, args) -> float:
-    from torch_geometric.loader import DataLoader
-
-    dataset = default_views(CUTOFF).wrap(ctx.graphs * args.loader_passes)
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, shuffle=True)
-    batches = iter(loader)
+    batches = iter(view_loader(ctx, args))
     next(batches)  # steady state: worker start-up is left out
     start, produced = time.perf_counter(), 0
     for view_a, _ in batches:

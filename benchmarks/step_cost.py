@@ -308,13 +308,26 @@ def measure_contrastive(model: EnergyModel, ctx: Context, args: argparse.Namespa
     }
 
 
-def measure_loader(consumed: float, ctx: Context, args: argparse.Namespace) -> dict:
-    """Views per second from the DataLoader (default worker count) against the step's consumption rate."""
-    from torch_geometric.loader import DataLoader
+def view_loader(ctx: Context, args: argparse.Namespace, **kwargs):
+    """A DataLoader of default two-view pairs built as ``CrystalDataModule`` builds its loaders."""
+    from torch.utils.data import DataLoader
+
+    from contrast.data.datamodule import WorkerBatchCollater
 
     dataset = default_views(CUTOFF).wrap(ctx.graphs * args.loader_passes)
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, shuffle=True)
-    batches = iter(loader)
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        shuffle=True,
+        collate_fn=WorkerBatchCollater(dataset),
+        **kwargs,
+    )
+
+
+def measure_loader(consumed: float, ctx: Context, args: argparse.Namespace) -> dict:
+    """Views per second from the DataLoader (default worker count) against the step's consumption rate."""
+    batches = iter(view_loader(ctx, args))
     next(batches)  # steady state: worker start-up (a fresh interpreter importing torch) is left out
     start, produced = time.perf_counter(), 0
     for view_a, _ in batches:

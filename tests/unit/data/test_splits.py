@@ -93,3 +93,21 @@ def test_datamodule_views_collate_to_two_batches(structures):
     test_a, test_b = next(iter(dm.test_dataloader()))  # held-out structures are scored on views too
     assert isinstance(test_a, Batch) and isinstance(test_b, Batch)
     assert np.isfinite(view_a.pos.numpy()).all()
+
+
+def test_worker_batches_arrive_by_value_and_equal_main_process_batches(structures):
+    """Batches made in DataLoader workers come back by value and equal those made in the main process."""
+    batches = {}
+    for workers in (0, 2):
+        dm = CrystalDataModule(
+            structures, cutoff=4.0, targets=["band_gap"], batch_size=3, num_workers=workers, seed=2
+        )
+        dm.setup()
+        batches[workers] = list(dm.train_dataloader())
+    assert len(batches[0]) == len(batches[2]) == 4
+    for serial, parallel in zip(batches[0], batches[2]):
+        assert isinstance(parallel, Batch) and parallel.num_graphs == serial.num_graphs
+        for key in ("z", "pos", "cell", "edge_index", "cell_shift", "batch", "band_gap", "idx"):
+            assert torch.equal(serial[key], parallel[key]), key
+        assert not parallel.pos.is_shared()  # not handed over through shared memory
+        assert serial.get_example(0).num_nodes == parallel.get_example(0).num_nodes
