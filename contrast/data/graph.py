@@ -157,6 +157,7 @@ def neighbour_list(
         ``(i, j, shift, distance)``: targets [E], sources [E], integer image shifts [E, 3] and distances [E],
         with ``pos[j] - pos[i] + shift @ cell`` the vector from i to its neighbour.
     """
+    # not the per-thread cache: callers such as the leakage guard ask for a different cutoff each time
     edge_index, shift, distance = (search or NeighbourSearch(cutoff))(pos, cell)
     return edge_index[1], edge_index[0], shift, distance
 
@@ -176,7 +177,7 @@ def graph_edges(
     Raises:
         StructureError: atoms closer than 0.5 Å, or (with ``require_neighbours``) an atom without neighbours.
     """
-    edge_index, shift, distance = (search or NeighbourSearch(cutoff))(crystal.pos, crystal.cell)
+    edge_index, shift, distance = (search or _search(cutoff))(crystal.pos, crystal.cell)
     if len(distance) and distance.min() < MIN_DISTANCE:
         k = int(distance.argmin())
         raise StructureError(
@@ -205,7 +206,7 @@ def arrays_to_graph(
     ``torch.float64`` for finite-difference checks, so that positions keep their full precision. ``extra``
     holds further fields of the graph (labels, ``idx``), stored as they are.
     """
-    edge_index, shift = graph_edges(crystal, cutoff, search or _search(cutoff), require_neighbours)
+    edge_index, shift = graph_edges(crystal, cutoff, search, require_neighbours)
     floats = _NUMPY_FLOATS[dtype or torch.get_default_dtype()]
     return contract_data(
         z=torch.from_numpy(crystal.z),
@@ -253,7 +254,7 @@ def structure_to_graph(
     Raises:
         StructureError: the structure cannot be a crystal graph; the message says why.
     """
-    return arrays_to_graph(to_arrays(structure), cutoff, _search(cutoff), require_neighbours, dtype)
+    return arrays_to_graph(to_arrays(structure), cutoff, None, require_neighbours, dtype)
 
 
 _SEARCHES = threading.local()
