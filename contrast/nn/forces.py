@@ -7,14 +7,36 @@ Positive stress means the crystal would lower its energy by shrinking (it is und
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from contrast.nn.geometry import graph_index
 
 EnergyFn = Callable[..., Tensor]
+
+
+@contextmanager
+def constant_weights(model: EnergyFn) -> Iterator[None]:
+    """Within the block, ``model``'s parameters do not require grad: autograd records only what depends on
+    the inputs.
+
+    Forces at inference need derivatives with respect to positions and strain only. With the weights as
+    constants, no node is recorded for the weights' paths (such as the embeddings of the first layer) and
+    custom backward passes skip the gradients that lead only to weights. The flags are restored on exit.
+    Callables that are not modules are left alone. The flags belong to the module, so one module must not be
+    trained in another thread meanwhile.
+    """
+    params = [p for p in model.parameters() if p.requires_grad] if isinstance(model, nn.Module) else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def apply_strain(pos: Tensor, cell: Tensor, batch: Tensor, strain: Tensor) -> tuple[Tensor, Tensor]:
@@ -41,7 +63,8 @@ def energy_forces_stress(
         compute_forces: return ``forces`` [N, 3] = -dE/dpos.
         compute_stress: return ``stress`` [B, 3, 3] = (1/V) dE/d(strain), in energy/length^3 units.
         training: keep the graph of the derivatives (``create_graph``) so a force or stress loss trains the
-            weights; otherwise all outputs are detached.
+            weights; otherwise all outputs are detached and the weights are treated as constants
+            (:func:`constant_weights`).
 
     Returns:
         ``{"energy": [B], "forces": [N, 3], "stress": [B, 3, 3]}`` (the last two when requested).
@@ -50,7 +73,7 @@ def energy_forces_stress(
         raise RuntimeError(
             "forces need autograd: run outside torch.inference_mode (Trainer(inference_mode=False))"
         )
-    with torch.enable_grad():
+    with torch.enable_grad(), nullcontext() if training else constant_weights(model):
         inputs: list[Tensor] = []
         pos = cell = None
         if compute_forces:

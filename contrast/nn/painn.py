@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from contrast.nn.base import CrystalEncoder, EdgeBlocks
 from contrast.nn.geometry import bessel_rbf
+from contrast.nn.painn_message import message_sum_
 
 # Keeps the gradient of |v| finite at v = 0 (vector features start at zero).
 NORM_EPS = 1e-8
@@ -51,30 +52,19 @@ class Message(nn.Module):
         """
         d = self.hidden_dim
         n = s.shape[0]
-        # filter(rbf) * envelope == ([rbf, 1] * envelope) @ [W, b]^T: the envelope scales K + 1 columns
+        # filter(rbf) * envelope == ([rbf, 1] * envelope) @ [W, b]^T: the envelope makes every message vanish
+        # smoothly at the cutoff
         weight = torch.cat([self.filter.weight, self.filter.bias.unsqueeze(-1)], dim=1)  # [3D, K + 1]
         w_s, w_vv, w_vs = weight.split(d, dim=0)  # [D, K + 1] each
         phi_s, phi_vv, phi_vs = self.phi(s).split(d, dim=-1)  # [N, D] each
         # v_j * phi_vv_j * filter_vv(r_ij): the atom-wise product once per atom instead of once per edge
         v_phi = None if v is None else v * phi_vv.unsqueeze(0)  # [3, N, D]
-
-        def message(k: int, source: Tensor) -> tuple[Tensor, ...]:
-            # Each of the three filters separately: [E_b, D] products only, no [E_b, 3D] split and re-join.
-            # The envelope in the filters makes every message vanish smoothly at the cutoff.
-            x_s = phi_s.index_select(0, source) * (radial[k] @ w_s.t())  # [E_b, D]
-            x_vs = phi_vs.index_select(0, source) * (radial[k] @ w_vs.t())  # [E_b, D]
-            f_vv = None if v_phi is None else radial[k] @ w_vv.t()  # [E_b, D]
-            parts = [x_s]
-            for c in range(3):  # one Cartesian component at a time: only [E_b, D] tensors, no broadcast sums
-                dv = unit[k][c].unsqueeze(-1) * x_vs  # [E_b, D]
-                if f_vv is not None:
-                    dv = dv + v_phi[c].index_select(0, source) * f_vv
-                parts.append(dv)
-            return tuple(parts)
-
-        ds, *dv = edges.scatter_sum(message, n)  # [N, D] each
-        dv = torch.stack(dv)  # [3, N, D]
-        return s + ds, dv if v is None else v + dv
+        acc_s, acc_v = s.new_zeros(n, d), s.new_zeros(3, n, d)  # message sums [N, D], [3, N, D]
+        for k, (source, target) in enumerate(edges.pairs):
+            # the three filters separately, [E_b, D] each (no vv filter while the vectors are zero)
+            filters = tuple(None if w is w_vv and v is None else radial[k] @ w.t() for w in (w_s, w_vv, w_vs))
+            acc_s, acc_v = message_sum_(acc_s, acc_v, phi_s, phi_vs, v_phi, filters, unit[k], source, target)
+        return s + acc_s, acc_v if v is None else v + acc_v
 
 
 class Update(nn.Module):
