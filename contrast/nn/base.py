@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
@@ -38,18 +39,21 @@ class EdgeBlocks:
         num_edges = edge_index.shape[1]
         source, target = edge_index
         if block_size is None or num_edges <= block_size:
-            self.parts = [slice(0, num_edges)]
-            self.pairs = [(source, target)]
+            self.sizes = [num_edges]
         else:
-            self.parts = [slice(start, start + block_size) for start in range(0, num_edges, block_size)]
-            self.pairs = [(source[part], target[part]) for part in self.parts]
+            self.sizes = [min(block_size, num_edges - start) for start in range(0, num_edges, block_size)]
+        self.pairs = list(zip(self.split(source), self.split(target)))
 
     def __len__(self) -> int:
-        return len(self.parts)
+        return len(self.sizes)
 
     def split(self, edge_tensor: Tensor) -> list[Tensor]:
-        """Per-block views of a per-edge tensor [E, ...]."""
-        return [edge_tensor[part] for part in self.parts]
+        """Per-block views of a per-edge tensor [E, ...].
+
+        One ``torch.split`` for all blocks: its backward pass joins the blocks' gradients once, where a slice
+        per block would each expand its gradient to a zero-filled [E, ...] tensor to be summed.
+        """
+        return list(torch.split(edge_tensor, self.sizes))
 
     def scatter_sum(
         self, message: Callable[[int, Tensor], Tensor | tuple[Tensor, ...]], num_nodes: int
