@@ -23,7 +23,9 @@ from torch import Tensor, nn
 
 __all__ = [
     "ALLOWED_PREFIXES",
+    "ENCODER_PREFIXES",
     "CheckpointError",
+    "encoder_config_and_weights",
     "build_from_config",
     "extract_state_dict",
     "load_energy_model",
@@ -33,6 +35,8 @@ __all__ = [
 
 ALLOWED_PREFIXES: tuple[str, ...] = ("contrast.nn.",)
 REQUIRED_KEYS: tuple[str, ...] = ("state_dict", "hyper_parameters")
+# Where each task keeps its encoder in the state dict (contrastive and probe, energy).
+ENCODER_PREFIXES: tuple[str, ...] = ("encoder.", "model.encoder.")
 _CONFIG_KEYS = {"_target_", "_args_", "_partial_", "_recursive_", "_convert_"}
 
 
@@ -212,18 +216,45 @@ def load_module(
         raise CheckpointError(error.reason, source) from None
     if not isinstance(module, nn.Module):
         raise CheckpointError(f"hyper_parameters[{config_key!r}] did not build a torch module", source)
-    state_dict = checkpoint["state_dict"]
+    prefix, weights = _weights_under(checkpoint["state_dict"], prefixes, source)
+    try:
+        module.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"weights under {prefix!r} do not fit {config_key}: {error}", source) from None
+    return module.eval()
+
+
+def _weights_under(
+    state_dict: Mapping[str, Tensor], prefixes: Sequence[str], source: str | Path | None
+) -> tuple[str, dict[str, Tensor]]:
+    """The first of ``prefixes`` present in ``state_dict`` and its weights, the prefix stripped."""
     for prefix in prefixes:
         if any(key.replace("_orig_mod.", "").startswith(prefix) for key in state_dict):
-            weights = extract_state_dict(state_dict, prefix)
-            try:
-                module.load_state_dict(weights, strict=True)
-            except RuntimeError as error:
-                raise CheckpointError(
-                    f"weights under {prefix!r} do not fit {config_key}: {error}", source
-                ) from None
-            return module.eval()
+            return prefix, extract_state_dict(state_dict, prefix)
     raise CheckpointError(f"no weights under any of {list(prefixes)}", source)
+
+
+def encoder_config_and_weights(
+    checkpoint: Mapping[str, Any], source: str | Path | None = None
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The encoder's ``_target_`` config and its weights, for a task that builds the encoder itself.
+
+    The target is checked against the allow-list (nothing is built here), so a task that instantiates the
+    config builds only a ``contrast.nn`` class.
+
+    Raises:
+        CheckpointError: no encoder config, a disallowed target, or no encoder weights.
+    """
+    hparams = checkpoint.get("hyper_parameters", {})
+    config = hparams.get("encoder")
+    if not isinstance(config, Mapping) or "_target_" not in config:
+        raise CheckpointError(f"hyper_parameters has no encoder config (keys: {sorted(hparams)})", source)
+    try:
+        _resolve_target(config["_target_"], ALLOWED_PREFIXES)
+    except CheckpointError as error:
+        raise CheckpointError(error.reason, source) from None
+    _, weights = _weights_under(checkpoint["state_dict"], ENCODER_PREFIXES, source)
+    return dict(config), weights
 
 
 def load_energy_model(checkpoint: Mapping[str, Any], source: str | Path | None = None) -> nn.Module:

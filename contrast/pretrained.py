@@ -12,9 +12,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from contrast.checkpoint import load_module, read_checkpoint
+from contrast.checkpoint import ENCODER_PREFIXES, load_module, read_checkpoint
 from contrast.nn.base import CrystalEncoder
-from contrast.tasks.base import ENCODER_PREFIXES
 
 __all__ = ["load_encoder", "embed", "load_calculator", "load_energy_model"]
 
@@ -62,14 +61,15 @@ def load_calculator(
     return ContrastCalculator(model, cutoff=model.cutoff, device=device, dtype=dtype)
 
 
-def _graphs(structures, cutoff: float) -> Sequence:
-    """Graphs from a dataset (used as is when its cutoff matches), a list of graphs, or pymatgen / ASE
-    structures."""
+def _graphs(structures, cutoff: float, dtype: torch.dtype) -> Sequence:
+    """Graphs from a dataset (used as is when its cutoff matches), a list of graphs built at ``cutoff``, or
+    pymatgen / ASE structures (built here in ``dtype``, at full precision)."""
     from torch_geometric.data import Data
 
     from contrast.data.graph import structure_to_graph
 
     if isinstance(structures, list) and structures and isinstance(structures[0], Data):
+        check_graph_cutoff(structures, cutoff)
         return structures
     dataset_cutoff = getattr(structures, "cutoff", None)
     if dataset_cutoff is not None:
@@ -78,7 +78,30 @@ def _graphs(structures, cutoff: float) -> Sequence:
                 f"the dataset was built at cutoff {dataset_cutoff} Å but the encoder uses {cutoff} Å"
             )
         return structures
-    return [structure_to_graph(s, cutoff, require_neighbours=False) for s in structures]
+    return [structure_to_graph(s, cutoff, require_neighbours=False, dtype=dtype) for s in structures]
+
+
+def check_graph_cutoff(graphs: Sequence, cutoff: float) -> None:
+    """Check that prebuilt graphs hold exactly the edges of ``cutoff`` (an independent neighbour search).
+
+    Raises:
+        ValueError: naming the first graph whose edges belong to another cutoff.
+    """
+    from contrast.data.graph import CrystalArrays, graph_edges
+
+    for index, graph in enumerate(graphs):
+        crystal = CrystalArrays(
+            z=graph.z.detach().cpu().numpy().astype("int64"),
+            pos=graph.pos.detach().cpu().double().numpy(),
+            cell=graph.cell.detach().cpu().double().reshape(3, 3).numpy(),
+        )
+        expected, _ = graph_edges(crystal, cutoff, require_neighbours=False)
+        if expected.shape[1] != graph.edge_index.shape[1]:
+            raise ValueError(
+                f"graph {index} has {graph.edge_index.shape[1]} edges, but {expected.shape[1]} at the "
+                f"encoder's cutoff of {cutoff} Å: it was built at another cutoff (rebuild it with "
+                f"contrast.structure_to_graph(structure, cutoff={cutoff}))"
+            )
 
 
 @torch.no_grad()
@@ -99,8 +122,9 @@ def embed(
     from torch_geometric.loader import DataLoader
     from tqdm.auto import tqdm
 
-    graphs = _graphs(structures if hasattr(structures, "__len__") else list(structures), encoder.cutoff)
     parameter = next(encoder.parameters())
+    items = structures if hasattr(structures, "__len__") else list(structures)
+    graphs = _graphs(items, encoder.cutoff, parameter.dtype)
     loader = DataLoader(graphs, batch_size=batch_size, shuffle=False)
     show = len(graphs) > 1000 if progress is None else progress
     rows = []
@@ -108,8 +132,9 @@ def embed(
     encoder.eval()
     for batch in tqdm(loader, desc="embed", disable=not show):
         batch = batch.to(parameter.device)
-        batch.pos, batch.cell = batch.pos.to(parameter.dtype), batch.cell.to(parameter.dtype)
-        batch.cell_shift = batch.cell_shift.to(parameter.dtype)
+        if batch.pos.dtype != parameter.dtype:  # a dataset's graphs are stored in the default dtype
+            batch.pos, batch.cell = batch.pos.to(parameter.dtype), batch.cell.to(parameter.dtype)
+            batch.cell_shift = batch.cell_shift.to(parameter.dtype)
         rows.append(encoder.embed(batch).cpu())  # [b, D]
     encoder.train(was_training)
     return torch.cat(rows) if rows else torch.empty(0, encoder.embedding_dim)

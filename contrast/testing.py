@@ -64,12 +64,7 @@ def to_graph(
 ):
     """Contract graph of ``structure`` in ``dtype`` on ``device`` (atoms may be left without neighbours)."""
     atoms = as_atoms(structure)
-    data = structure_to_graph(atoms, cutoff=cutoff, require_neighbours=False)
-    # Positions and cell straight from float64 arrays: the graph holds them in the default dtype.
-    data.pos = torch.as_tensor(atoms.positions, dtype=dtype)
-    data.cell = torch.as_tensor(np.asarray(atoms.cell[:]), dtype=dtype).unsqueeze(0)
-    data.cell_shift = data.cell_shift.to(dtype)
-    return data.to(device)
+    return structure_to_graph(atoms, cutoff=cutoff, require_neighbours=False, dtype=dtype).to(device)
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

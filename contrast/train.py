@@ -34,6 +34,34 @@ def build_datamodule(cfg: DictConfig, output_dir: Path, **extra: Any) -> pl.Ligh
     return data_cls(**{**data_cfg, **extra}, output_dir=str(output_dir))
 
 
+def graph_cutoff(cfg: DictConfig, encoder_cutoff: float, view_transform: Any = None) -> float:
+    """The one cutoff of a run: the encoder's (the checkpoint's when the task starts from one).
+
+    Graphs built at another radius than the encoder's envelope make the energy jump where an atom crosses the
+    graph's cutoff, so ``data.cutoff`` (null: the encoder's) and the views' cutoffs must agree with it.
+
+    Raises:
+        ValueError: naming both cutoffs and what to change.
+    """
+    encoder_cutoff = float(encoder_cutoff)
+    data_cutoff = OmegaConf.select(cfg, "data.cutoff")
+    checkpoint = OmegaConf.select(cfg, "task.checkpoint")
+    owner = f"the checkpoint {checkpoint}" if checkpoint else "the encoder"
+    if data_cutoff is not None and abs(float(data_cutoff) - encoder_cutoff) > 1e-9:
+        raise ValueError(
+            f"data.cutoff={data_cutoff} Å but {owner} uses a cutoff of {encoder_cutoff} Å: graphs and the "
+            f"encoder's envelope must share one cutoff (drop data.cutoff, or set it to {encoder_cutoff})"
+        )
+    for name in ("view_a", "view_b"):
+        view_cutoff = getattr(getattr(view_transform, name, None), "cutoff", None)
+        if view_cutoff is not None and abs(float(view_cutoff) - encoder_cutoff) > 1e-9:
+            raise ValueError(
+                f"augment.{name}.cutoff={view_cutoff} Å but {owner} uses {encoder_cutoff} Å: views must be "
+                "built at the encoder's cutoff (the augment configs follow data.cutoff)"
+            )
+    return encoder_cutoff
+
+
 def build_trainer(cfg: DictConfig, output_dir: Path, metrics: MetricsJSON) -> pl.Trainer:
     """The Lightning trainer of ``cfg.trainer`` with the checkpoint, learning-rate and metrics callbacks."""
     checkpoints = pl.callbacks.ModelCheckpoint(
@@ -74,10 +102,16 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True)
     if cfg.get("tune_cpu_allocator", True):
         tune_cpu_allocator()
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     task_cls = get_class(cfg.task._target_)
+    with open_dict(cfg):
+        if "cutoff" in cfg.encoder and OmegaConf.select(cfg, "encoder.cutoff") is None:
+            del cfg.encoder["cutoff"]  # `data.cutoff: null` and no checkpoint: the encoder class's default
     module, data_extra = task_cls.run_setup(cfg)
+    cutoff = graph_cutoff(cfg, module.encoder.cutoff, data_extra.get("view_transform"))
+    with open_dict(cfg):
+        cfg.data.cutoff = cutoff  # config.yaml records the cutoff the graphs were built at
+    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     datamodule = build_datamodule(cfg, output_dir, **data_extra)
     metrics = MetricsJSON(output_dir)
     trainer = build_trainer(cfg, output_dir, metrics)

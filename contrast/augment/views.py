@@ -3,7 +3,9 @@
 A view is made by the structure-level transforms (on ``z``, ``pos``, ``cell``), a rebuilt periodic
 neighbour list, then the graph-level transforms (on the built graph). Item ``i`` of a :class:`ViewDataset`
 at epoch ``e`` draws all its randomness from one ``torch.Generator`` seeded by ``(seed, e, i)``, so a run, a
-resumed run and runs with any number of DataLoader workers see identical views.
+resumed run and runs with any number of DataLoader workers see identical views. A ``fixed`` view dataset (the
+validation and test splits) seeds item ``i`` by ``(seed, i)`` alone: the same views every epoch, so the
+validation loss of two epochs compares the encoder, not two draws of views.
 """
 
 from __future__ import annotations
@@ -87,12 +89,22 @@ class ViewPipeline:
         return f"ViewPipeline(structure={self.structure!r}, graph={self.graph!r}, cutoff={self.cutoff!r})"
 
 
-def view_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit generator seed mixed from ``(seed, epoch, index)`` (well spread, independent of workers)."""
-    if min(seed, epoch, index) < 0:
+def view_seed(seed: int, epoch: int | None, index: int) -> int:
+    """A 63-bit generator seed mixed from ``(seed, epoch, index)`` (well spread, independent of workers).
+
+    ``epoch=None`` gives the seed of a fixed view, the same every epoch and distinct from every epoch's seed.
+    """
+    if min(seed, index, 0 if epoch is None else epoch) < 0:
         raise ValueError(f"seed, epoch and index must be non-negative, got {(seed, epoch, index)}")
-    words = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+    if epoch is None:  # another spawn key: a stream apart from all (seed, epoch, index)
+        sequence = np.random.SeedSequence([seed, index], spawn_key=(_FIXED_STREAM,))
+    else:
+        sequence = np.random.SeedSequence([seed, epoch, index])
+    words = sequence.generate_state(2, dtype=np.uint32)
     return (int(words[0]) << 31) ^ int(words[1])
+
+
+_FIXED_STREAM = 1
 
 
 class ViewDataset(Dataset):
@@ -106,13 +118,18 @@ class ViewDataset(Dataset):
         view_a: pipeline of the first view.
         view_b: pipeline of the second view.
         seed: base seed of the views.
+        fixed: seed item ``i`` by ``(seed, i)`` only, so its views are the same every epoch (for validation
+            and test splits); the epoch is still recorded but does not change the views.
     """
 
-    def __init__(self, dataset, view_a: ViewPipeline, view_b: ViewPipeline, seed: int = 0):
+    def __init__(
+        self, dataset, view_a: ViewPipeline, view_b: ViewPipeline, seed: int = 0, fixed: bool = False
+    ):
         self.dataset = dataset
         self.view_a = view_a
         self.view_b = view_b
         self.seed = int(seed)
+        self.fixed = bool(fixed)
         self._epoch = torch.zeros((), dtype=torch.long).share_memory_()
 
     @property
@@ -121,12 +138,13 @@ class ViewDataset(Dataset):
         return int(self._epoch)
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw fresh views for ``epoch`` (deterministic given the seed)."""
+        """Draw fresh views for ``epoch`` (deterministic given the seed; no change when ``fixed``)."""
         self._epoch.fill_(int(epoch))
 
     def generator(self, index: int) -> torch.Generator:
-        """The generator of item ``index`` at the current epoch."""
-        return torch.Generator().manual_seed(view_seed(self.seed, self.epoch, int(index)))
+        """The generator of item ``index`` at the current epoch (the same at every epoch when ``fixed``)."""
+        epoch = None if self.fixed else self.epoch
+        return torch.Generator().manual_seed(view_seed(self.seed, epoch, int(index)))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -137,7 +155,10 @@ class ViewDataset(Dataset):
         return self.view_a(data, generator), self.view_b(data, generator)
 
     def __repr__(self) -> str:
-        return f"ViewDataset(n={len(self)}, seed={self.seed}, view_a={self.view_a!r}, view_b={self.view_b!r})"
+        return (
+            f"ViewDataset(n={len(self)}, seed={self.seed}, fixed={self.fixed}, view_a={self.view_a!r}, "
+            f"view_b={self.view_b!r})"
+        )
 
 
 class TwoViews:
@@ -158,9 +179,10 @@ class TwoViews:
         """Both views of one graph, drawn one after the other from ``generator``."""
         return self.view_a(data, generator), self.view_b(data, generator)
 
-    def wrap(self, dataset) -> ViewDataset:
-        """A dataset of view pairs over ``dataset`` (collate with ``torch_geometric.loader.DataLoader``)."""
-        return ViewDataset(dataset, self.view_a, self.view_b, self.seed)
+    def wrap(self, dataset, fixed: bool = False) -> ViewDataset:
+        """A dataset of view pairs over ``dataset`` (collate with ``torch_geometric.loader.DataLoader``);
+        ``fixed=True`` keeps each item's views the same every epoch (validation and test splits)."""
+        return ViewDataset(dataset, self.view_a, self.view_b, self.seed, fixed)
 
     def __repr__(self) -> str:
         return f"TwoViews(view_a={self.view_a!r}, view_b={self.view_b!r}, seed={self.seed})"

@@ -1,7 +1,13 @@
-"""Entries -> checked graphs in compact arrays; bad entries raise or are skipped with file and reason."""
+"""Entries -> checked graphs in compact arrays; bad entries raise or are skipped with file and reason.
+
+Every kept structure gets a unique, stable id (see :func:`unique_ids`), and structures with atoms that have no
+neighbour within the cutoff are kept (such an atom keeps its own embedding) and counted, unless
+``require_neighbours`` asks to treat them as bad input.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing as mp
 import os
@@ -10,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from contrast.data.entry import Entry
 from contrast.data.graph import StructureError, graph_edges, to_arrays
 from contrast.data.neighbours import NeighbourSearch
-from contrast.data.readers import Entry
 from contrast.data.store import PER_ATOM_TARGETS, StoreBuilder, merge_arrays
 
-__all__ = ["build_arrays", "entry_label", "reduced_formula"]
+__all__ = ["build_arrays", "entry_label", "reduced_formula", "unique_ids"]
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
@@ -31,19 +37,22 @@ def build_arrays(
     cutoff: float,
     targets: list[str],
     on_error: str = "raise",
-    require_neighbours: bool = True,
+    require_neighbours: bool = False,
     source: str = "",
     workers: int | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Build every entry's neighbour list and targets.
 
     Args:
+        require_neighbours: treat an atom without neighbours within the cutoff as bad input (else the
+            structure is kept and listed in ``meta["isolated"]``).
         workers: processes sharing the work (default: up to 2 for 4000 entries or more, where the
             neighbour lists dominate the first load; 1 builds in this process).
 
     Returns:
-        ``(arrays, meta)``: the store arrays and ``meta`` with ``ids``, ``formulas``, ``skipped`` (a list of
-        ``{"file", "entry", "reason"}``) and ``n_read``.
+        ``(arrays, meta)``: the store arrays and ``meta`` with ``ids`` (unique), ``formulas``, ``skipped`` (a
+        list of ``{"file", "entry", "reason"}``), ``isolated`` (a list of ``{"index", "id", "file", "entry",
+        "isolated_atoms"}`` for the structures with atoms without neighbours) and ``n_read``.
 
     Raises:
         StructureError: the first bad entry (``on_error="raise"``), or every entry bad (``on_error="skip"``).
@@ -69,6 +78,10 @@ def build_arrays(
             raise chunk
     arrays = merge_arrays([chunk[0] for chunk in chunks if chunk[0] is not None], targets)
     meta = {key: [v for chunk in chunks for v in chunk[1][key]] for key in ("ids", "formulas", "skipped")}
+    meta["isolated"], offset = [], 0
+    for _, part in chunks:
+        meta["isolated"] += [{**record, "index": record["index"] + offset} for record in part["isolated"]]
+        offset += len(part["ids"])
     if not meta["ids"]:
         first = (
             meta["skipped"][0]
@@ -82,8 +95,49 @@ def build_arrays(
         )
     if meta["skipped"]:
         log.warning("skipped %d of %d entries of %s (bad input)", len(meta["skipped"]), len(entries), source)
-    meta["ids"] = [i if i is not None else str(k) for k, i in enumerate(meta["ids"])]
+    read_ids = [entry.id if entry.id is not None else str(entry.index) for entry in entries]
+    meta["ids"] = unique_ids(meta["ids"], read_ids, arrays)
+    for record in meta["isolated"]:
+        record["id"] = meta["ids"][record["index"]]
     return arrays, {**meta, "n_read": len(entries)}
+
+
+def unique_ids(ids: list[str], read_ids: list[str | None], arrays: dict[str, np.ndarray]) -> list[str]:
+    """Make the kept structures' ids unique in a way that does not depend on which entries were kept.
+
+    An id that several read entries share (e.g. every frame of a trajectory named after its file) becomes
+    ``"<id>@<hash>"``, with the hash of the structure's atomic numbers, positions and cell; exact copies
+    under one id are then numbered ``"~2"``, ``"~3"`` in reading order. Whether an id is shared is decided
+    over every read entry, bad ones included, so skipping an entry or changing the cutoff renames no other.
+
+    Args:
+        ids: the kept structures' ids [S] (every entry without an id already named by its reader position).
+        read_ids: the ids of all read entries, kept or not.
+        arrays: the store arrays of the kept structures (for the content hashes).
+    """
+    counts: dict[str, int] = {}
+    for entry_id in read_ids:
+        if entry_id is not None:
+            counts[entry_id] = counts.get(entry_id, 0) + 1
+    out, seen = [], set()
+    for index, entry_id in enumerate(ids):
+        if counts.get(entry_id, 0) > 1:
+            entry_id = f"{entry_id}@{_content_hash(arrays, index)}"
+        name, copy = entry_id, 1
+        while name in seen:
+            copy += 1
+            name = f"{entry_id}~{copy}"
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def _content_hash(arrays: dict[str, np.ndarray], index: int) -> str:
+    a0, a1 = (int(v) for v in arrays["atom_ptr"][index : index + 2])
+    digest = hashlib.sha256()
+    for part in (arrays["z"][a0:a1], arrays["pos"][a0:a1], arrays["cell"][index]):
+        digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:12]
 
 
 _SHARED = None
@@ -100,7 +154,7 @@ def _build_chunk(
     """Serial build of some entries: ``(arrays or None, meta)``, or the located error to raise."""
     builder = StoreBuilder(targets)
     search = NeighbourSearch(cutoff)
-    meta = {"ids": [], "formulas": [], "skipped": []}
+    meta = {"ids": [], "formulas": [], "skipped": [], "isolated": []}
     for entry in entries:
         try:
             crystal, edge_index, shift, values = _process(entry, cutoff, targets, search, require_neighbours)
@@ -111,7 +165,18 @@ def _build_chunk(
                 {"file": entry.source, "entry": entry_label(entry), "reason": error.reason}
             )
             continue
-        meta["ids"].append(entry.id)
+        isolated = len(crystal.z) - len(np.unique(edge_index[1]))
+        if isolated:
+            meta["isolated"].append(
+                {
+                    "index": len(meta["ids"]),
+                    "file": entry.source,
+                    "entry": entry_label(entry),
+                    "isolated_atoms": isolated,
+                }
+            )
+        # an entry without an id is named by its position in the source, which skipping does not change
+        meta["ids"].append(entry.id if entry.id is not None else str(entry.index))
         meta["formulas"].append(reduced_formula(crystal.z))
         builder.add(crystal, edge_index, shift, values)
     return (builder.finish() if len(builder) else None), meta

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -16,7 +17,15 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset, get_wor
 from torch_geometric.loader.dataloader import Collater
 
 from contrast.data.dataset import CrystalDataset, load_dataset
-from contrast.data.splits import composition_split, load_split, random_split, save_split
+from contrast.data.leakage import remove_leakage
+from contrast.data.splits import (
+    SPLIT_NAMES,
+    composition_split,
+    load_split,
+    random_split,
+    save_split,
+    select_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +41,9 @@ class WorkerBatchCollater:
     and file descriptor. A PyG batch of two views holds about 40 small tensors (the fields plus the slice and
     increment tables of each view), and that transfer cost more than making the views: one worker delivered
     142 structures/s where the main process alone made 265 to 297 (BENCHMARKS.md). Pickled by value, a batch
-    is one buffer through the worker's pipe (181/s with one worker).
+    is one buffer through the worker's pipe (181/s with one worker). Such a buffer is larger than the pipe
+    holds, and a full pipe to a killed main process would keep a worker from exiting: the loaders'
+    ``worker_init_fn`` (:class:`contrast.data.workers.WorkerInit`) ends workers with their parent.
     """
 
     def __init__(self, dataset):
@@ -85,13 +96,21 @@ class CrystalDataModule(pl.LightningDataModule):
         split: ``"random"``, ``"composition"`` (no reduced formula in two parts) or ``"file"``.
         fractions: train, val and test fractions.
         seed: split seed.
-        split_file: JSON indices file for ``split="file"``.
+        split_file: a ``splits.json`` for ``split="file"``; its structures are selected by id (see
+            :mod:`contrast.data.splits`), so it may come from a run with another cutoff or skip policy.
         on_error: ``"raise"`` or ``"skip"`` bad entries.
         cache_dir: dataset cache root.
-        output_dir: run directory; ``splits.json`` and the skip report are written there.
+        output_dir: run directory; ``splits.json`` and the data report are written there.
         view_transform: an object with ``wrap(dataset) -> dataset`` whose items are ``(view_a, view_b)``;
-            every split is wrapped, and batches become ``[Batch_a, Batch_b]``.
+            every split is wrapped, and batches become ``[Batch_a, Batch_b]``. When ``wrap`` takes ``fixed``,
+            the val and test splits are wrapped with ``fixed=True``: their views stay the same every epoch,
+            so the validation loss carries no sampling noise between epochs.
         max_structures: read at most this many structures.
+        exclude_from: leakage guard, ``{"source": ..., "split_file": ..., "split": "test"}``: drop from train
+            and val every structure that also appears in that part of another dataset (its split file's
+            structures are found by id; all of ``source`` without a split file).
+        require_neighbours: treat an atom without neighbours within the cutoff as bad input (by default such
+            structures are kept and counted in the data report).
     """
 
     def __init__(
@@ -111,6 +130,7 @@ class CrystalDataModule(pl.LightningDataModule):
         view_transform: Any = None,
         max_structures: int | None = None,
         exclude_from: dict | None = None,
+        require_neighbours: bool = False,
     ):
         super().__init__()
         if split not in SPLITS:
@@ -132,6 +152,7 @@ class CrystalDataModule(pl.LightningDataModule):
         self.view_transform = view_transform
         self.max_structures = max_structures
         self.exclude_from = dict(exclude_from) if exclude_from else None
+        self.require_neighbours = bool(require_neighbours)
         self.leakage: dict[str, Any] | None = None
         self.dataset: CrystalDataset | None = None
         self.splits: dict[str, list[int]] | None = None
@@ -153,30 +174,61 @@ class CrystalDataModule(pl.LightningDataModule):
             cache_dir=self.cache_dir,
             report_dir=self.output_dir,
             max_structures=self.max_structures,
+            require_neighbours=self.require_neighbours,
         )
         self.splits = self._make_split(self.dataset)
         if self.exclude_from:
             self._exclude_overlap()
         if self.output_dir is not None:
             Path(self.output_dir).mkdir(parents=True, exist_ok=True)
-            save_split(self.splits, os.path.join(self.output_dir, "splits.json"))
+            save_split(self.splits, os.path.join(self.output_dir, "splits.json"), self.dataset.ids)
         train, val, test = (Subset(self.dataset, self.splits[name]) for name in ("train", "val", "test"))
         if self.view_transform is not None:
-            train, val, test = (self.view_transform.wrap(part) for part in (train, val, test))
+            train, val, test = self._wrap(train, False), self._wrap(val, True), self._wrap(test, True)
         self.train_set, self.val_set, self.test_set = train, val, test
         self.set_epoch(self.epoch)  # a checkpoint restored before setup already chose the epoch
 
+    def _wrap(self, part: Dataset, fixed: bool) -> Dataset:
+        wrap = self.view_transform.wrap
+        if fixed and "fixed" in inspect.signature(wrap).parameters:
+            return wrap(part, fixed=True)
+        return wrap(part)
+
     def _exclude_overlap(self) -> None:
         """Leakage guard: drop from train/val every structure that also appears (same reduced formula and
-        structure) in another dataset's split, e.g. the test split of a downstream probe."""
-        from contrast.probes.leakage import remove_leakage
+        structure) in another dataset's split, e.g. the test split of a downstream probe.
 
+        The held-out structures are found by id in ``source`` read again here (every readable entry kept), so
+        the probe run's cutoff and skip policy do not matter; ids of the split file that this read lacks are
+        counted in the report (``held_out_missing``) and named in a warning."""
         spec = self.exclude_from
+        part = spec.get("split", "test")
+        if part not in SPLIT_NAMES:
+            raise ValueError(f"data.exclude_from.split must be one of {SPLIT_NAMES}, got {part!r}")
         other = load_dataset(spec["source"], cutoff=self.cutoff, on_error="skip", cache_dir=self.cache_dir)
-        held_out = list(range(len(other)))
+        held_out, missing = list(range(len(other))), []
         if spec.get("split_file"):
-            held_out = load_split(spec["split_file"], len(other))[spec.get("split", "test")]
-        report: dict[str, Any] = {"against": str(spec["source"]), "held_out": len(held_out)}
+            positions, absent = select_split(spec["split_file"], other.ids)
+            held_out, missing = positions[part], absent[part]
+        report: dict[str, Any] = {
+            "against": str(spec["source"]),
+            "split_file": str(spec["split_file"]) if spec.get("split_file") else None,
+            "split": part if spec.get("split_file") else None,
+            "held_out": len(held_out),
+            "held_out_missing": len(missing),
+            "missing_ids": missing,
+        }
+        if missing:
+            log.warning(
+                "leakage guard: %d of the %d %s structures of %s are not among the readable entries of %s "
+                "(e.g. %s) and cannot be checked",
+                len(missing),
+                len(held_out) + len(missing),
+                part,
+                spec["split_file"],
+                spec["source"],
+                ", ".join(missing[:3]),
+            )
         for name in ("train", "val"):
             indices = self.splits[name]
             kept, removed = remove_leakage(_AtomsView(self.dataset, indices), _AtomsView(other, held_out))
@@ -195,13 +247,24 @@ class CrystalDataModule(pl.LightningDataModule):
 
     def _make_split(self, dataset: CrystalDataset) -> dict[str, list[int]]:
         if self.split == "file":
-            return load_split(self.split_file, len(dataset))
+            split = load_split(self.split_file, dataset.ids)
+            unused = len(dataset) - sum(len(part) for part in split.values())
+            if unused:
+                log.warning(
+                    "%d of the %d structures of %s are in no part of the split file %s (left out)",
+                    unused,
+                    len(dataset),
+                    self.source if isinstance(self.source, str) else "the data",
+                    self.split_file,
+                )
+            return split
         if self.split == "composition":
             return composition_split(dataset.formulas, self.fractions, self.seed)
         return random_split(len(dataset), self.fractions, self.seed)
 
     def set_epoch(self, epoch: int) -> None:
-        """Forward the epoch to the shuffling samplers and the wrapped view datasets (views are re-drawn)."""
+        """Forward the epoch to the shuffling samplers and the wrapped view datasets (training views are
+        re-drawn; val and test views wrapped with ``fixed=True`` stay the same)."""
         self.epoch = int(epoch)
         for part in (self.train_set, self.val_set, self.test_set, *self._samplers):
             if hasattr(part, "set_epoch"):
@@ -222,12 +285,16 @@ class CrystalDataModule(pl.LightningDataModule):
         return sampler
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        from contrast.data.workers import WorkerInit
+
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=self._sampler(dataset) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=WorkerBatchCollater(dataset),
+            # Workers end with a killed trainer, and are seeded as Lightning's own worker_init_fn would.
+            worker_init_fn=WorkerInit(self.trainer.global_rank if self.trainer is not None else None),
             persistent_workers=False,  # views are re-seeded per epoch in freshly started workers
             drop_last=False,
         )

@@ -39,13 +39,19 @@ class CrystalDataset(Dataset):
     ``cell_shift`` [E, 3]) plus the requested targets and ``idx`` [1] (its index in the dataset).
 
     Attributes:
-        ids: one id per structure (``mp_id`` / ``id`` / CSV id / file name, else its index).
+        ids: one unique id per structure (``mp_id`` / ``id`` / CSV id / file name, else its position in the
+            source; an id shared by several entries gets a content hash, see
+            :func:`~contrast.data.build.unique_ids`). Ids do not depend on the cutoff or the error policy, so
+            splits select structures by id (:mod:`contrast.data.splits`).
         formulas: reduced formulas.
         target_names: the targets every item carries.
         cutoff: neighbour cutoff radius, Å.
         source: where the structures came from.
         skipped: ``(entry, reason)`` for each entry left out with ``on_error="skip"``.
-        report_path: the JSON report of skipped entries (None when none was written).
+        isolated: ``{"index", "id", "file", "entry", "isolated_atoms"}`` for each kept structure with atoms
+            that have no neighbour within the cutoff.
+        report_path: the JSON data report (skipped entries, structures with isolated atoms), None when none
+            was written.
         cache_path: the cache folder (None for in-memory sources).
     """
 
@@ -65,6 +71,7 @@ class CrystalDataset(Dataset):
         self.skipped: list[tuple[str, str]] = [
             (f"{s['file']}: {s['entry']}", s["reason"]) for s in meta["skipped"]
         ]
+        self.isolated: list[dict[str, Any]] = list(meta.get("isolated", []))
         self.cache_path = cache_path
         self.report_path = report_path
         self._meta = meta
@@ -100,6 +107,10 @@ class CrystalDataset(Dataset):
         """All values of a graph-level target, [S, ...] float64 (without building graphs)."""
         return np.asarray(self.arrays[f"target.{name}"])
 
+    def report(self) -> dict[str, Any]:
+        """The data report: structures read, kept and skipped, and the kept ones with isolated atoms."""
+        return _report(self._meta)
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         if self.cache_path is not None:  # workers re-open the memory map instead of pickling the arrays
@@ -114,7 +125,8 @@ class CrystalDataset(Dataset):
     def __repr__(self) -> str:
         return (
             f"CrystalDataset({len(self)} structures, source={self.source!r}, cutoff={self.cutoff}, "
-            f"targets={self.target_names}, skipped={len(self.skipped)})"
+            f"targets={self.target_names}, skipped={len(self.skipped)}, "
+            f"with isolated atoms={len(self.isolated)})"
         )
 
 
@@ -126,7 +138,7 @@ def load_dataset(
     cache_dir: str | os.PathLike | None = None,
     report_dir: str | os.PathLike | None = None,
     max_structures: int | None = None,
-    require_neighbours: bool = True,
+    require_neighbours: bool = False,
     **reader_options: Any,
 ) -> CrystalDataset:
     """Read, check and cache a crystal dataset.
@@ -140,9 +152,12 @@ def load_dataset(
             graph property [1] (from ``info`` or a CSV column; ``target`` for CGCNN folders).
         on_error: ``"raise"`` on the first bad entry, or ``"skip"`` it and list it in ``ds.report_path``.
         cache_dir: cache root (default ``$CONTRAST_CACHE`` or ``~/.cache/contrast``).
-        report_dir: also write the skip report here (e.g. the run directory).
+        report_dir: also write the data report here (e.g. the run directory) when entries were skipped or
+            structures have isolated atoms.
         max_structures: read at most this many structures.
-        require_neighbours: treat an atom without neighbours within the cutoff as bad input.
+        require_neighbours: treat an atom without neighbours within the cutoff as bad input (raised or
+            skipped by ``on_error``). By default such structures are kept (an isolated atom keeps its own
+            embedding), counted in ``ds.isolated`` and the data report, and a warning says how many.
         **reader_options: ``format`` for files, ``cif_column`` / ``id_column`` for CSVs, ``num_structures`` /
             ``seed`` for ``"emt"``.
 
@@ -190,7 +205,18 @@ def load_dataset(
             log.warning(
                 "%d entries of %s were skipped as bad input; see %s", len(meta["skipped"]), name, report
             )
-    if report_dir is not None and on_error == "skip":
+    if dataset.isolated:
+        first = ", ".join(record["id"] for record in dataset.isolated[:5])
+        log.warning(
+            "%d of %d structures of %s have atoms without a neighbour within the cutoff of %g Å (first: %s); "
+            "they are kept and such an atom keeps its own embedding (require_neighbours=True refuses them)",
+            len(dataset.isolated),
+            len(dataset),
+            name,
+            float(cutoff),
+            first,
+        )
+    if report_dir is not None and (on_error == "skip" or dataset.isolated):
         path = Path(report_dir) / REPORT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_report(dataset._meta), indent=1))
@@ -199,18 +225,21 @@ def load_dataset(
 
 
 def _report(meta: dict) -> dict:
+    isolated = meta.get("isolated", [])
     return {
         "source": meta["source"],
         "read": meta["n_read"],
         "kept": len(meta["ids"]),
         "skipped": len(meta["skipped"]),
         "entries": meta["skipped"],
+        "with_isolated_atoms": len(isolated),
+        "isolated": isolated,
     }
 
 
 def _write_entry(folder: str, arrays: dict, meta: dict, on_error: str) -> None:
     save_store(arrays, folder)
-    if on_error == "skip":
+    if on_error == "skip" or meta["isolated"]:
         with open(os.path.join(folder, REPORT_NAME), "w") as handle:
             json.dump(_report(meta), handle, indent=1)
     with open(os.path.join(folder, "meta.json"), "w") as handle:  # written last: marks a complete entry

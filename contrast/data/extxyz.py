@@ -15,10 +15,10 @@ import re
 import numpy as np
 from ase.data import atomic_numbers
 
+from contrast.data.entry import Entry, voigt_to_matrix
 from contrast.data.graph import CrystalArrays
-from contrast.data.readers import Entry, voigt_to_matrix
 
-__all__ = ["Unsupported", "read_extxyz_frames"]
+__all__ = ["Unsupported", "read_extxyz_frames", "split_frames"]
 
 _PAIR = re.compile(r'(\S+?)=("(?:[^"\\]|\\.)*"|\{[^}]*\}|\S+)')
 _BOOLS = {"T": True, "F": False, "True": True, "False": False}
@@ -36,7 +36,7 @@ def read_extxyz_frames(text: str, source: str, stem: str, limit: int | None = No
         Unsupported: a feature outside the handled subset (the caller falls back to ASE).
     """
     lines = text.split("\n")
-    frames, failure = _split_frames(lines, limit)
+    frames, failure = split_frames(lines, limit)
     infos = [_parse_comment(lines[first - 1]) for first, _ in frames]
     specs = [info.pop("Properties", "species:S:1:pos:R:3") for info in infos]
     bulk = _bulk_columns(lines, frames, specs[0]) if frames and len(set(specs)) == 1 else None
@@ -53,7 +53,7 @@ def read_extxyz_frames(text: str, source: str, stem: str, limit: int | None = No
     return entries
 
 
-def _split_frames(lines: list[str], limit: int | None) -> tuple[list[tuple[int, int]], str | None]:
+def split_frames(lines: list[str], limit: int | None) -> tuple[list[tuple[int, int]], str | None]:
     """(first atom line, atom count) of each frame, and the reason the text stops early (if it does)."""
     frames, start = [], 0
     while start < len(lines) and (limit is None or len(frames) < limit):

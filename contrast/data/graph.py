@@ -1,8 +1,10 @@
 """Periodic crystal graphs: structure -> ``torch_geometric.data.Data`` following the graph contract.
 
 The neighbour list is full (both directions), periodic, includes every image within the cutoff (also when the
-cutoff is longer than a cell edge) and excludes an atom's own zero-shift image. Edge vectors are never stored:
-``vec_ij = pos[j] - pos[i] + cell_shift @ cell`` with ``edge_index = [j, i]`` (source, target).
+cutoff is longer than a cell edge) and excludes an atom's own zero-shift image. An atom may have no neighbour
+within the cutoff (e.g. bcc Cs at 5 Å); it then has no edges, unless ``require_neighbours`` refuses it.
+Edge vectors are never stored: ``vec_ij = pos[j] - pos[i] + cell_shift @ cell`` with ``edge_index = [j, i]``
+(source, target).
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def graph_edges(
     crystal: CrystalArrays,
     cutoff: float,
     search: NeighbourSearch | None = None,
-    require_neighbours: bool = True,
+    require_neighbours: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Checked neighbour list of a crystal as plain arrays.
 
@@ -196,7 +198,7 @@ def arrays_to_graph(
     crystal: CrystalArrays,
     cutoff: float,
     search: NeighbourSearch | None = None,
-    require_neighbours: bool = True,
+    require_neighbours: bool = False,
     dtype: torch.dtype | None = None,
     extra: dict | None = None,
 ) -> Data:
@@ -237,14 +239,15 @@ def contract_data(**fields) -> Data:
 
 
 def structure_to_graph(
-    structure, cutoff: float = 5.0, require_neighbours: bool = True, dtype: torch.dtype | None = None
+    structure, cutoff: float = 5.0, require_neighbours: bool = False, dtype: torch.dtype | None = None
 ) -> Data:
     """Turn a pymatgen ``Structure`` or an ``ase.Atoms`` into a periodic crystal graph.
 
     Args:
         structure: the crystal.
         cutoff: neighbour cutoff radius in Å.
-        require_neighbours: raise when an atom has no neighbour within the cutoff.
+        require_neighbours: raise when an atom has no neighbour within the cutoff (by default such an atom
+            is kept without edges: message passing leaves it its own embedding).
         dtype: float type of ``pos``, ``cell`` and ``cell_shift`` (torch's default when None).
 
     Returns:
@@ -271,7 +274,7 @@ def _search(cutoff: float) -> NeighbourSearch:
 def structures_to_graphs(
     structures: Iterable,
     cutoff: float = 5.0,
-    require_neighbours: bool = True,
+    require_neighbours: bool = False,
     source: str | None = None,
     dtype: torch.dtype | None = None,
 ) -> list[Data]:

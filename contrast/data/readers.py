@@ -27,11 +27,13 @@ import io
 import lzma
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from contrast.data.entry import Entry, voigt_to_matrix
 
 __all__ = ["Entry", "SourceSpec", "resolve_source", "read_entries", "atoms_properties", "voigt_to_matrix"]
 
@@ -39,18 +41,6 @@ _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _STRUCTURE_SUFFIXES = (".cif", ".extxyz", ".xyz", ".vasp", ".poscar")
 _STRUCTURE_NAMES = ("POSCAR", "CONTCAR")
 _ID_COLUMNS = ("material_id", "mp_id", "id", "name")
-
-
-@dataclass
-class Entry:
-    """One structure read from a source, or the reason it could not be read."""
-
-    source: str
-    index: int
-    structure: Any = None
-    properties: dict[str, Any] = field(default_factory=dict)
-    id: str | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -171,17 +161,6 @@ def atoms_properties(atoms) -> dict[str, Any]:
     return properties
 
 
-def voigt_to_matrix(stress) -> np.ndarray:
-    """ASE Voigt stress (xx, yy, zz, yz, xz, xy) or a 3x3 matrix -> [3, 3] matrix."""
-    stress = np.asarray(stress, dtype=np.float64)
-    if stress.shape == (3, 3):
-        return stress
-    if stress.shape != (6,):
-        raise ValueError(f"stress of shape {stress.shape}; expected 6 Voigt values or 3x3")
-    xx, yy, zz, yz, xz, xy = stress
-    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-
-
 def _entry_from_object(source: str, index: int, item, default_id: str | None = None) -> Entry:
     if hasattr(item, "get_atomic_numbers"):  # ase.Atoms
         info = item.info
@@ -233,10 +212,10 @@ def _read_extxyz_text(path: str, text: str, limit: int | None) -> list[Entry]:
 def _split_xyz_frames(text: str) -> list[str]:
     """Split an (ext)xyz text into frames using each frame's atom-count line; an unreadable or truncated rest
     becomes one last frame, which then fails to parse and is reported as a bad entry."""
-    from contrast.data.extxyz import _split_frames
+    from contrast.data.extxyz import split_frames
 
     lines = text.splitlines(keepends=True)
-    spans, failure = _split_frames(lines, None)
+    spans, failure = split_frames(lines, None)
     frames = ["".join(lines[first - 2 : first + count]) for first, count in spans]
     if failure is not None:
         frames.append("".join(lines[spans[-1][0] + spans[-1][1] if spans else 0 :]))

@@ -1,18 +1,44 @@
-"""Train/val/test splits: seeded random, grouped by composition, or read from an indices file.
+"""Train/val/test splits: seeded random, grouped by composition, or read from a split file.
 
-A split is a dict ``{"train": [...], "val": [...], "test": [...]}`` of dataset indices, the same layout as the
-JSON file :func:`save_split` writes and :func:`load_split` reads.
+In memory a split is a dict ``{"train": [...], "val": [...], "test": [...]}`` of dataset positions. On disk
+(:func:`save_split`) it names the structures by their ids (``CrystalDataset.ids``), which do not depend on the
+cutoff, the error policy or the other entries, and records a fingerprint of the dataset it was made for::
+
+    {"format": 2,
+     "dataset": {"structures": 120, "ids_sha256": "..."},
+     "train": [0, 3, ...], "val": [...], "test": [...],
+     "ids": {"train": ["mp-1", "mp-7", ...], "val": [...], "test": [...]}}
+
+The positions refer to that dataset only. :func:`load_split` and :func:`select_split` select by id, so a file
+written by a run that skipped an entry picks the same structures in a dataset read with another skip policy
+or cutoff, and a file naming structures that a dataset lacks is refused (or, for the leakage guard, the
+missing ones are counted). Files of positions only (written before ids were recorded) are used only when
+their positions cover exactly the dataset's structures.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["SPLIT_NAMES", "random_split", "composition_split", "load_split", "save_split"]
+__all__ = [
+    "SPLIT_NAMES",
+    "random_split",
+    "composition_split",
+    "dataset_fingerprint",
+    "load_split",
+    "save_split",
+    "select_split",
+]
+
+log = logging.getLogger(__name__)
+FORMAT = 2
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -58,29 +84,137 @@ def composition_split(
     return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts)}
 
 
-def load_split(path: str | os.PathLike, n: int | None = None) -> dict[str, list[int]]:
-    """Read a JSON indices file; checks integer indices in ``range(n)`` and no index in two parts.
+def dataset_fingerprint(ids: Sequence[str]) -> dict[str, Any]:
+    """``{"structures": n, "ids_sha256": hex}``: identifies a dataset by its ids in order."""
+    digest = hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()
+    return {"structures": len(ids), "ids_sha256": digest}
+
+
+def save_split(split: dict[str, list[int]], path: str | os.PathLike, ids: Sequence[str]) -> None:
+    """Write a split of the dataset with ``ids`` [S]: positions, the ids of each part and the fingerprint."""
+    ids = list(ids)
+    positions = {name: [int(i) for i in split[name]] for name in SPLIT_NAMES}
+    record = {
+        "format": FORMAT,
+        "dataset": dataset_fingerprint(ids),
+        **positions,
+        "ids": {name: [str(ids[i]) for i in indices] for name, indices in positions.items()},
+    }
+    with open(path, "w") as handle:
+        json.dump(record, handle)
+
+
+def select_split(
+    path: str | os.PathLike, ids: Sequence[str]
+) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+    """Map a split file onto the dataset with ``ids`` [S], by structure id.
+
+    Returns:
+        ``(positions, missing)``: per part, the sorted positions in this dataset of the file's structures, and
+        the file's ids that this dataset lacks.
 
     Raises:
-        ValueError: naming the file and what is wrong.
+        ValueError: naming the file and what is wrong: a malformed file, repeated ids in the dataset, or a
+            positions-only file that does not cover exactly this dataset's structures.
     """
-    with open(path) as handle:
-        raw = json.load(handle)
+    ids = [str(i) for i in ids]
+    record = _read(path)
+    if "ids" not in record:
+        return _legacy_positions(path, record, len(ids)), {name: [] for name in SPLIT_NAMES}
+    where = {entry_id: position for position, entry_id in enumerate(ids)}
+    if len(where) != len(ids):
+        repeated = next(entry_id for k, entry_id in enumerate(ids) if where[entry_id] != k)
+        raise ValueError(f"split file {path}: the dataset's ids are not unique (e.g. {repeated!r})")
+    positions, missing = {}, {}
+    for name in SPLIT_NAMES:
+        part = record["ids"][name]
+        positions[name] = sorted(where[i] for i in part if i in where)
+        missing[name] = [i for i in part if i not in where]
+    return positions, missing
+
+
+def load_split(path: str | os.PathLike, ids: Sequence[str] | None = None) -> dict[str, list[int]]:
+    """Read a split file: positions, per part, in the dataset with ``ids`` [S] (as stored when None).
+
+    Raises:
+        ValueError: naming the file and what is wrong, e.g. structures of the file that this dataset lacks
+            (with both datasets' fingerprints).
+    """
+    if ids is None:
+        record = _read(path)
+        return {name: record[name] for name in SPLIT_NAMES}
+    positions, missing = select_split(path, ids)
+    absent = [i for name in SPLIT_NAMES for i in missing[name]]
+    if absent:
+        record = _read(path)
+        wrote, here = record.get("dataset", {}), dataset_fingerprint([str(i) for i in ids])
+        total = sum(len(record["ids"][name]) for name in SPLIT_NAMES)
+        raise ValueError(
+            f"split file {path} does not match this dataset: {len(absent)} of its {total} structures are not "
+            f"in it (e.g. {absent[:3]}); the file was written for {wrote.get('structures')} structures (ids "
+            f"sha256 {str(wrote.get('ids_sha256'))[:12]}), this dataset has {here['structures']} (ids sha256 "
+            f"{here['ids_sha256'][:12]}). Read the same source with the structure limit of the run that "
+            "wrote it (entries skipped here as bad input cannot be selected; see the data report), or split "
+            "again."
+        )
+    return positions
+
+
+def _read(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked contents of a split file (positions-only files included)."""
+    try:
+        with open(path) as handle:
+            raw = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"split file {path}: not JSON ({error})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"split file {path}: expected an object with parts {list(SPLIT_NAMES)}")
     missing = [name for name in SPLIT_NAMES if name not in raw]
     if missing:
         raise ValueError(f"split file {path}: missing parts {missing}")
-    split = {name: [int(i) for i in raw[name]] for name in SPLIT_NAMES}
+    record = dict(raw)
     seen: set[int] = set()
-    for name, indices in split.items():
-        if n is not None and any(i < 0 or i >= n for i in indices):
-            raise ValueError(f"split file {path}: part {name!r} has indices outside 0..{n - 1}")
-        if seen.intersection(indices) or len(set(indices)) != len(indices):
+    for name in SPLIT_NAMES:
+        record[name] = [int(i) for i in raw[name]]
+        if any(i < 0 for i in record[name]):
+            raise ValueError(f"split file {path}: part {name!r} has negative positions")
+        if seen.intersection(record[name]) or len(set(record[name])) != len(record[name]):
             raise ValueError(f"split file {path}: part {name!r} repeats indices")
-        seen.update(indices)
-    return split
+        seen.update(record[name])
+    if "ids" in raw:
+        parts = raw["ids"]
+        if not isinstance(parts, dict) or any(name not in parts for name in SPLIT_NAMES):
+            raise ValueError(f"split file {path}: 'ids' must hold the parts {list(SPLIT_NAMES)}")
+        record["ids"] = {name: [str(i) for i in parts[name]] for name in SPLIT_NAMES}
+        named: set[str] = set()
+        for name in SPLIT_NAMES:
+            if len(record["ids"][name]) != len(record[name]):
+                raise ValueError(
+                    f"split file {path}: part {name!r} has {len(record[name])} positions but "
+                    f"{len(record['ids'][name])} ids"
+                )
+            if named.intersection(record["ids"][name]) or len(set(record["ids"][name])) != len(record[name]):
+                raise ValueError(f"split file {path}: part {name!r} repeats ids")
+            named.update(record["ids"][name])
+    return record
 
 
-def save_split(split: dict[str, list[int]], path: str | os.PathLike) -> None:
-    """Write a split as JSON ``{"train": [...], "val": [...], "test": [...]}``."""
-    with open(path, "w") as handle:
-        json.dump({name: [int(i) for i in split[name]] for name in SPLIT_NAMES}, handle)
+def _legacy_positions(path: str | os.PathLike, record: dict[str, Any], n: int) -> dict[str, list[int]]:
+    """Positions of a file without ids, used only when they cover exactly the ``n`` structures."""
+    positions = {name: record[name] for name in SPLIT_NAMES}
+    every = sorted(i for part in positions.values() for i in part)
+    if every and every[-1] >= n:
+        raise ValueError(f"split file {path}: positions outside 0..{n - 1} (the dataset has {n} structures)")
+    if every != list(range(n)):
+        raise ValueError(
+            f"split file {path} holds positions only (no structure ids) and they cover {len(every)} of the "
+            f"{n} structures of this dataset, so they may point at other structures than the run that wrote "
+            "it split. Split again, or re-create the file with this version (it records ids)."
+        )
+    log.warning(
+        "split file %s holds positions only (no structure ids); used because it covers exactly the %d "
+        "structures of this dataset",
+        path,
+        n,
+    )
+    return positions

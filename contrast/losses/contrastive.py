@@ -17,16 +17,41 @@ def _check_pair(z_a: Tensor, z_b: Tensor) -> None:
         )
 
 
-def info_nce(z_a: Tensor, z_b: Tensor, temperature: float | Tensor = 0.1) -> Tensor:
+def _negative_mask(batch: int, ids: Tensor | None, device: torch.device) -> Tensor:
+    """[2B, 2B] bool: pairs that are never negatives (a sample and itself; copies of the same crystal)."""
+    self_mask = torch.eye(2 * batch, dtype=torch.bool, device=device)
+    if ids is None:
+        return self_mask
+    if ids.shape != (batch,) or ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
+        raise ValueError(
+            f"ids must be an integer tensor of shape [{batch}], got {ids.dtype} {tuple(ids.shape)}"
+        )
+    ids = ids.to(device).repeat(2)  # [2B]: both views of row k carry ids[k]
+    rows = torch.arange(batch, device=device).repeat(2)  # [2B]
+    same_crystal = ids[:, None] == ids[None, :]  # [2B, 2B]
+    same_row = rows[:, None] == rows[None, :]  # [2B, 2B]: a sample, itself and its positive
+    # Rows k != l holding the same crystal (e.g. DistributedSampler padding) are not negatives of each other.
+    return self_mask | (same_crystal & ~same_row)
+
+
+def info_nce(
+    z_a: Tensor, z_b: Tensor, temperature: float | Tensor = 0.1, ids: Tensor | None = None
+) -> Tensor:
     """Symmetric NT-Xent (SimCLR) over L2-normalised projections.
 
     Each of the ``2B`` samples has one positive (its other view) and ``2B - 2`` negatives (both views of every
     other crystal); the loss is the cross-entropy of picking the positive, averaged over all ``2B`` samples.
 
+    With ``ids``, rows ``k != l`` with ``ids[k] == ids[l]`` are copies of one crystal (a distributed sampler
+    pads the global batch by repeating indices): their views are removed from each other's negatives, in both
+    directions. Each row keeps its own other view as its positive, and every row still counts as an anchor.
+    With all ids distinct the result is exactly that without ``ids``.
+
     Args:
         z_a: [B, P] projections of the first views.
         z_b: [B, P] projections of the second views.
         temperature: softmax temperature (a float or a scalar tensor, e.g. a learnt one).
+        ids: [B] integer identities of the crystals (e.g. dataset indices), or None if all rows differ.
 
     Returns:
         The scalar loss.
@@ -35,9 +60,7 @@ def info_nce(z_a: Tensor, z_b: Tensor, temperature: float | Tensor = 0.1) -> Ten
     batch = z_a.shape[0]
     z = F.normalize(torch.cat([z_a, z_b], dim=0), dim=1)  # [2B, P]
     logits = z @ z.T / temperature  # [2B, 2B]
-    # A sample is never its own negative.
-    self_mask = torch.eye(2 * batch, dtype=torch.bool, device=z.device)
-    logits = logits.masked_fill(self_mask, float("-inf"))
+    logits = logits.masked_fill(_negative_mask(batch, ids, z.device), float("-inf"))
     positives = torch.arange(2 * batch, device=z.device).roll(batch)  # [2B]: k <-> k + B
     return F.cross_entropy(logits, positives)
 

@@ -27,18 +27,24 @@ def _gather_sizes(x: Tensor) -> list[int]:
     return [int(s) for s in sizes]
 
 
+def _all_gather_rows(x: Tensor) -> tuple[Tensor, list[int]]:
+    """``x`` [B_rank, ...] of every rank concatenated in rank order (no autograd), and the per-rank sizes."""
+    sizes = _gather_sizes(x)
+    # all_gather needs equal shapes: pad every rank to the largest batch, strip the padding after.
+    padded = x.new_zeros((max(sizes), *x.shape[1:]))  # [B_max, ...]
+    padded[: x.shape[0]] = x
+    buffers = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(buffers, padded)
+    return torch.cat([buffer[:n] for buffer, n in zip(buffers, sizes)]), sizes  # [sum B, ...]
+
+
 class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        sizes = _gather_sizes(x)
-        # all_gather needs equal shapes: pad every rank to the largest batch, strip the padding after.
-        padded = x.new_zeros((max(sizes), *x.shape[1:]))  # [B_max, D]
-        padded[: x.shape[0]] = x
-        buffers = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(buffers, padded)
+        gathered, sizes = _all_gather_rows(x)  # [sum B, D]
         rank = dist.get_rank()
         ctx.start, ctx.stop = sum(sizes[:rank]), sum(sizes[: rank + 1])
-        return torch.cat([buffer[:n] for buffer, n in zip(buffers, sizes)])  # [sum B, D]
+        return gathered
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
@@ -58,3 +64,15 @@ def gather_with_grad(x: Tensor) -> Tensor:
     if not is_distributed():
         return x
     return _GatherWithGrad.apply(x)
+
+
+def gather_rows(x: Tensor) -> Tensor:
+    """Concatenate ``x`` [B_rank, ...] from every rank, in rank order, into [sum B, ...], without gradient.
+
+    For tensors that travel alongside the embeddings (e.g. the dataset indices [B_rank] of the crystals), in
+    the same order as :func:`gather_with_grad`. Ranks may hold different numbers of rows (also zero).
+    Without an initialised process group (or with one rank) ``x`` is returned unchanged.
+    """
+    if not is_distributed():
+        return x
+    return _all_gather_rows(x.detach())[0]

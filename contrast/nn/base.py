@@ -94,7 +94,17 @@ class CrystalEncoder(nn.Module):
 
     def embed(self, data) -> Tensor:
         """Mean-pooled graph embeddings [B, D] (intensive: a supercell gives the same embedding)."""
-        return mean_readout(self(data), data)
+        return self.readout(self(data), data)
+
+    def readout(self, features: Tensor, data) -> Tensor:
+        """Graph embeddings [B, D] from per-atom features [N, D] (the mean over each graph's atoms)."""
+        return mean_readout(features, data)
+
+    def blocks(self) -> list[list[nn.Module]]:  # pragma: no cover
+        """The encoder's modules by depth, from input to output: the atom embedding first, then one list per
+        message-passing layer (the modules of one layer share a list). Every trainable parameter belongs to
+        exactly one block. Layer-wise learning-rate decay follows this order, not registration order."""
+        raise NotImplementedError
 
     def forward(
         self, data, pos: Tensor | None = None, cell: Tensor | None = None

@@ -70,6 +70,12 @@ class CGCNN(CrystalEncoder):
         self.convs = nn.ModuleList(CGConv(hidden_dim, num_rbf) for _ in range(num_layers))
         self.out_norm = nn.LayerNorm(hidden_dim)
 
+    def blocks(self) -> list[list[nn.Module]]:
+        """Embedding, then convolution k for k = 1..L; the output norm belongs to the last layer."""
+        layers = [[conv] for conv in self.convs] or [[]]
+        layers[-1].append(self.out_norm)
+        return [[self.embedding], *layers]
+
     def forward(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> Tensor:
         """Per-atom features [N, D]; ``pos`` [N, 3] and ``cell`` [B, 3, 3] override the data's own."""
         _, lengths, envelope = self.edge_geometry(data, pos, cell)  # [E, 3], [E], [E]

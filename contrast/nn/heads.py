@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from contrast.data.composition import element_counts
 from contrast.nn.base import CrystalEncoder
 from contrast.nn.geometry import graph_index
 
@@ -35,22 +36,6 @@ class PropertyHead(nn.Module):
     def forward(self, embeddings: Tensor) -> Tensor:
         """[B, in_dim] -> [B, out_dim]."""
         return self.net(embeddings)
-
-
-def composition_counts(z_list_or_counts: Sequence | Tensor | np.ndarray, max_z: int) -> np.ndarray:
-    """Element counts [B, max_z + 1] from a list of atomic-number arrays, or a count matrix passed through."""
-    if isinstance(z_list_or_counts, (Tensor, np.ndarray)) and np.ndim(z_list_or_counts) == 2:
-        counts = np.asarray(torch.as_tensor(z_list_or_counts).detach().cpu(), dtype=np.float64)
-        if counts.shape[1] != max_z + 1:
-            raise ValueError(f"count matrix has {counts.shape[1]} columns, expected max_z + 1 = {max_z + 1}")
-        return counts
-    counts = np.zeros((len(z_list_or_counts), max_z + 1))
-    for row, z in enumerate(z_list_or_counts):
-        z = np.asarray(torch.as_tensor(z).detach().cpu(), dtype=np.int64)
-        if z.size and (z.min() < 0 or z.max() > max_z):
-            raise ValueError(f"structure {row}: atomic numbers outside 0..{max_z}")
-        counts[row] = np.bincount(z, minlength=max_z + 1)
-    return counts
 
 
 class EnergyHead(nn.Module):
@@ -94,14 +79,28 @@ class EnergyHead(nn.Module):
         """Least-squares per-element reference energies, and optionally the residual's per-atom mean and std.
 
         Args:
-            z_list_or_counts: atomic numbers of each training structure, or a count matrix [B, max_z + 1].
+            z_list_or_counts: the training structures (anything
+                :func:`contrast.data.composition.element_counts` reads: atomic-number arrays, graphs,
+                ``ase.Atoms``, pymatgen structures), or their count matrix [B, max_z + 1] in that function's
+                convention (column ``Z`` counts element ``Z``, as in ``ref``).
             energies: total energies [B].
             normalise: also set ``shift``/``scale`` to the mean/std of the residual energy per atom.
 
         Returns:
             The fitted references [max_z + 1] (zero for elements absent from the training set).
+
+        Raises:
+            ValueError: a structure with no atoms or an atomic number outside 1..max_z (naming the entry), a
+                count matrix of the wrong width, or a number of energies unlike that of structures.
         """
-        counts = composition_counts(z_list_or_counts, self.max_z)  # [B, Z]
+        if isinstance(z_list_or_counts, (Tensor, np.ndarray)) and np.ndim(z_list_or_counts) == 2:
+            counts = np.asarray(torch.as_tensor(z_list_or_counts).detach().cpu(), dtype=np.float64)
+            if counts.shape[1] != self.max_z + 1:
+                raise ValueError(
+                    f"count matrix has {counts.shape[1]} columns, expected max_z + 1 = {self.max_z + 1}"
+                )
+        else:
+            counts = element_counts(z_list_or_counts, max_z=self.max_z)  # [B, max_z + 1]
         target = np.asarray(torch.as_tensor(energies).detach().cpu(), dtype=np.float64).reshape(-1)
         if len(target) != len(counts):
             raise ValueError(f"{len(counts)} structures but {len(target)} energies")

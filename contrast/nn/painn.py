@@ -121,6 +121,11 @@ class PaiNN(CrystalEncoder):
         self.messages = nn.ModuleList(Message(hidden_dim, num_rbf) for _ in range(num_layers))
         self.updates = nn.ModuleList(Update(hidden_dim) for _ in range(num_layers))
 
+    def blocks(self) -> list[list[nn.Module]]:
+        """Embedding, then (message k, update k) for k = 1..L: all messages are registered before all updates,
+        so registration order is not depth order."""
+        return [[self.embedding], *([m, u] for m, u in zip(self.messages, self.updates))]
+
     def forward_with_vectors(
         self, data, pos: Tensor | None = None, cell: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:

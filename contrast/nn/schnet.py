@@ -76,6 +76,10 @@ class SchNet(CrystalEncoder):
         self.embedding = nn.Embedding(max_z + 1, hidden_dim)
         self.interactions = nn.ModuleList(Interaction(hidden_dim, num_rbf) for _ in range(num_layers))
 
+    def blocks(self) -> list[list[nn.Module]]:
+        """Embedding, then interaction k for k = 1..L."""
+        return [[self.embedding], *([interaction] for interaction in self.interactions)]
+
     def forward(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> Tensor:
         """Per-atom features [N, D]; ``pos`` [N, 3] and ``cell`` [B, 3, 3] override the data's own."""
         _, lengths, envelope = self.edge_geometry(data, pos, cell)  # [E, 3], [E], [E]

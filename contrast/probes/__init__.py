@@ -9,21 +9,28 @@ Example::
 
 from __future__ import annotations
 
+from contrast.data.leakage import StructureFingerprint, remove_leakage, structure_fingerprint
 from contrast.probes.baselines import (
+    COMPOSITION_FEATURES,
+    ELEMENT_STATISTICS_NAMES,
+    KNN_NORMALISE,
     atomic_numbers,
     composition_baseline,
     composition_features,
+    element_statistics,
     random_encoder_like,
 )
 from contrast.probes.common import ProbeResult
 from contrast.probes.knn import fit_knn_probe
-from contrast.probes.leakage import StructureFingerprint, remove_leakage, structure_fingerprint
 from contrast.probes.linear import fit_linear_probe
 from contrast.probes.metrics import classification_metrics, regression_metrics
 from contrast.probes.plots import confusion_matrix_plot, parity_plot
 from contrast.probes.suite import probe_metrics, run_probes
 
 __all__ = [
+    "COMPOSITION_FEATURES",
+    "ELEMENT_STATISTICS_NAMES",
+    "KNN_NORMALISE",
     "ProbeResult",
     "StructureFingerprint",
     "atomic_numbers",
@@ -31,6 +38,7 @@ __all__ = [
     "composition_baseline",
     "composition_features",
     "confusion_matrix_plot",
+    "element_statistics",
     "fit_knn_probe",
     "fit_linear_probe",
     "parity_plot",

@@ -1,4 +1,4 @@
-"""Baselines a learned embedding must beat: composition-only features and a randomly initialised encoder."""
+"""Baselines a learned embedding must beat: composition-only features and a freshly initialised encoder."""
 
 from __future__ import annotations
 
@@ -12,59 +12,59 @@ import numpy as np
 import torch
 from torch import nn
 
+from contrast.data.composition import (
+    ELEMENT_STATISTICS_NAMES,
+    atomic_numbers,
+    element_fractions,
+    element_statistics,
+)
 from contrast.probes.common import ProbeResult
+from contrast.probes.knn import fit_knn_probe
 from contrast.probes.linear import fit_linear_probe
 
 __all__ = [
-    "NUM_ELEMENTS",
+    "COMPOSITION_FEATURES",
+    "ELEMENT_STATISTICS_NAMES",
+    "KNN_NORMALISE",
     "atomic_numbers",
     "composition_baseline",
     "composition_features",
+    "element_fractions",
+    "element_statistics",
     "random_encoder_like",
 ]
 
-NUM_ELEMENTS = 118
+COMPOSITION_FEATURES = ("fractions", "statistics")
+
+# How the kNN probe treats the rows of each composition feature set. Fractions are sparse and sum to one:
+# standardising blows up the columns of rare elements, so one atom of a rare element decides the neighbours;
+# unit-norm rows rank neighbours by the cosine of their compositions. Statistics are dense, in mixed units
+# (K, u, Å): standardise them, like embeddings.
+KNN_NORMALISE = {"fractions": "l2", "statistics": "standard"}
 
 
-def atomic_numbers(item: Any) -> np.ndarray:
-    """Atomic numbers [N] of a ``Data`` (``.z``), ``ase.Atoms``, pymatgen ``Structure`` or integer array."""
-    if hasattr(item, "get_atomic_numbers"):  # ase.Atoms
-        z = item.get_atomic_numbers()
-    elif hasattr(item, "atomic_numbers"):  # pymatgen Structure / Molecule
-        z = item.atomic_numbers
-    elif hasattr(item, "z") and not isinstance(item, np.ndarray):  # torch_geometric Data
-        z = item.z
-    else:
-        z = item
-    if isinstance(z, torch.Tensor):
-        z = z.detach().cpu().numpy()
-    return np.asarray(z).reshape(-1)
-
-
-def composition_features(items: Iterable[Any]) -> np.ndarray:
-    """Element-fraction vectors: column ``Z - 1`` holds the fraction of atoms with atomic number ``Z``.
+def composition_features(items: Iterable[Any], features: str = "fractions") -> np.ndarray:
+    """A composition-only feature set of each structure.
 
     Args:
-        items: structures, graphs or atomic-number arrays (see :func:`atomic_numbers`).
+        items: structures, graphs or atomic-number arrays (see
+            :func:`contrast.data.composition.atomic_numbers`).
+        features: ``"fractions"``: element fractions [n, 119], column ``Z`` for element ``Z`` (column 0, no
+            element, is zero), see :func:`contrast.data.composition.element_fractions`; ``"statistics"``:
+            Magpie-style element-property statistics [n, 64] named by ``ELEMENT_STATISTICS_NAMES``, see
+            :func:`contrast.data.composition.element_statistics`.
 
     Returns:
-        Features [n, 118], each row summing to one; invariant to supercells and atom order.
+        Features [n, F], finite and invariant to supercells and atom order.
 
     Raises:
-        ValueError: an entry with no atoms or an atomic number outside 1..118 (naming the entry).
+        ValueError: an unknown feature set, or a bad entry (no atoms, atomic number outside 1..118), named.
     """
-    rows = []
-    for index, item in enumerate(items):
-        z = atomic_numbers(item)
-        if z.size == 0:
-            raise ValueError(f"entry {index}: no atoms")
-        if not np.issubdtype(z.dtype, np.integer) and not np.array_equal(z, np.round(z)):
-            raise ValueError(f"entry {index}: atomic numbers are not integers")
-        z = z.astype(np.int64)
-        if z.min() < 1 or z.max() > NUM_ELEMENTS:
-            raise ValueError(f"entry {index}: atomic number outside 1..{NUM_ELEMENTS}")
-        rows.append(np.bincount(z - 1, minlength=NUM_ELEMENTS) / z.size)
-    return np.stack(rows) if rows else np.zeros((0, NUM_ELEMENTS))
+    if features == "fractions":
+        return element_fractions(items)
+    if features == "statistics":
+        return element_statistics(items)
+    raise ValueError(f"features must be one of {COMPOSITION_FEATURES}, got {features!r}")
 
 
 def composition_baseline(
@@ -73,11 +73,33 @@ def composition_baseline(
     test_items: Sequence[Any],
     task: str = "regression",
     seed: int = 0,
+    features: str = "fractions",
+    probe: str = "linear",
 ) -> ProbeResult:
-    """The linear probe on composition features instead of embeddings (what structure adds beyond formula)."""
-    return fit_linear_probe(
-        composition_features(train_items), y_train, composition_features(test_items), task=task, seed=seed
-    )
+    """A probe on composition features instead of embeddings (what structure adds beyond the formula).
+
+    Args:
+        train_items: training structures, graphs or atomic-number arrays.
+        y_train: training targets [n].
+        test_items: test structures.
+        task: ``"regression"`` or ``"classification"``.
+        seed: seeds the probe's folds.
+        features: ``"fractions"`` or ``"statistics"`` (see :func:`composition_features`).
+        probe: ``"linear"`` (ridge or logistic on standardised features) or ``"knn"`` (rows treated as
+            :data:`KNN_NORMALISE` says for the feature set).
+
+    Returns:
+        The probe's :class:`ProbeResult` on the test structures.
+    """
+    x_train = composition_features(train_items, features)
+    x_test = composition_features(test_items, features)
+    if probe == "linear":
+        return fit_linear_probe(x_train, y_train, x_test, task=task, seed=seed)
+    if probe == "knn":
+        return fit_knn_probe(
+            x_train, y_train, x_test, task=task, seed=seed, normalise=KNN_NORMALISE[features]
+        )
+    raise ValueError(f"probe must be 'linear' or 'knn', got {probe!r}")
 
 
 def _redraw(parameter: torch.Tensor) -> None:
@@ -92,11 +114,12 @@ def _redraw(parameter: torch.Tensor) -> None:
 def random_encoder_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
     """A copy of ``encoder`` with the same architecture and freshly initialised weights.
 
-    Every submodule with ``reset_parameters`` is reset under ``torch.manual_seed(seed)`` (the global RNG state
-    is restored afterwards). A parameter that is still bit-identical to the trained one afterwards and is not
-    constant (which a zero or one init would legitimately reproduce) belongs to a module without
-    ``reset_parameters``; it is redrawn with ``nn.Linear``'s init and a warning names it, so no trained
-    weight ever leaks into the baseline. Buffers (fixed basis centres, normalisation constants) are kept.
+    Every floating-point parameter of the copy is first set to NaN; then every submodule's
+    ``reset_parameters`` runs under ``torch.manual_seed(seed)`` (the global RNG state is restored afterwards).
+    A parameter with any NaN left belongs to no ``reset_parameters``; it is redrawn with ``nn.Linear``'s init
+    and a warning names it. So no trained value survives, also not in parameters whose init is a constant:
+    LayerNorm weights and biases come back as ones and zeros, their init, not as trained values. Buffers
+    (fixed basis centres, normalisation constants) are kept.
 
     Args:
         encoder: the trained encoder (left untouched).
@@ -106,19 +129,19 @@ def random_encoder_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
         The new encoder, in the same train/eval mode as ``encoder``.
     """
     fresh = copy.deepcopy(encoder)
-    trained = {name: p.detach().clone() for name, p in encoder.named_parameters()}
+    parameters = [(name, p) for name, p in fresh.named_parameters() if p.is_floating_point()]
     redrawn = []
     devices = sorted({p.device.index or 0 for p in fresh.parameters() if p.is_cuda})
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
+        for _, parameter in parameters:
+            parameter.fill_(math.nan)  # a sentinel no init produces: what stays NaN was not reset
         for module in fresh.modules():
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
                 reset()
-        for name, parameter in fresh.named_parameters():
-            same = torch.equal(parameter, trained[name])
-            constant = parameter.numel() > 0 and bool((parameter == parameter.reshape(-1)[0]).all())
-            if same and not constant:
+        for name, parameter in parameters:
+            if torch.isnan(parameter).any():
                 _redraw(parameter)
                 redrawn.append(name)
     if redrawn:

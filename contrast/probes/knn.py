@@ -38,7 +38,8 @@ def fit_knn_probe(
         seed: seeds the fold shuffling.
         ks: candidate numbers of neighbours; those larger than a training fold are dropped.
         normalise: ``"standard"`` (zero mean, unit variance per dimension) or ``"l2"`` (unit-norm rows, so
-            Euclidean distance ranks like cosine similarity, the geometry InfoNCE trains).
+            Euclidean distance ranks like cosine similarity, the geometry InfoNCE trains; also the fair choice
+            for sparse element fractions, whose rare-element columns standardising would blow up).
 
     Returns:
         :class:`ProbeResult`; ``params["k"]`` is the chosen number of neighbours.

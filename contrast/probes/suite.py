@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 from contrast.probes.common import ProbeResult, check_targets, check_task
-from contrast.probes.knn import fit_knn_probe
+from contrast.probes.knn import NORMALISERS, fit_knn_probe
 from contrast.probes.linear import fit_linear_probe
 from contrast.probes.metrics import classification_metrics, regression_metrics
+from contrast.probes.mlp import fit_mlp_probe
 
 __all__ = ["PROBES", "probe_metrics", "run_probes"]
 
-PROBES = {"linear": fit_linear_probe, "knn": fit_knn_probe}
+PROBES = {"linear": fit_linear_probe, "knn": fit_knn_probe, "mlp": fit_mlp_probe}
 
 
 def probe_metrics(result: ProbeResult, y_test: np.ndarray, task: str) -> dict[str, float]:
@@ -37,6 +38,7 @@ def run_probes(
     probes: Sequence[str] = ("linear", "knn"),
     plot_dir: str | Path | None = None,
     return_predictions: bool = False,
+    knn_normalise: str = "standard",
 ) -> dict[str, Any]:
     """Fit each probe on the training embeddings and score it on the test embeddings.
 
@@ -50,20 +52,26 @@ def run_probes(
         probes: which of ``"linear"``, ``"knn"`` to run.
         plot_dir: when given, writes ``{probe}_parity.png`` or ``{probe}_confusion.png`` there.
         return_predictions: add the full :class:`ProbeResult` of each probe under ``"predictions"``.
+        knn_normalise: the kNN probe's row treatment, ``"standard"`` for embeddings and dense features,
+            ``"l2"`` for sparse element fractions (``contrast.probes.KNN_NORMALISE`` has the one for each
+            composition feature set). The linear probe always standardises.
 
     Returns:
-        ``{"linear": {"mae", "rmse", "r2", "alpha"}, "knn": {..., "k"}}`` for regression, or accuracy/roc_auc
-        with ``C``/``k`` for classification; plain floats, ready for JSON or a logger.
+        ``{"linear": {"mae", "rmse", "r2", "alpha"}, "knn": {..., "k"}}`` for regression, or accuracy,
+        roc_auc and log_loss with ``C``/``k`` for classification; plain floats, ready for JSON or a logger.
     """
     check_task(task)
     unknown = [name for name in probes if name not in PROBES]
     if unknown:
         raise ValueError(f"unknown probe(s) {unknown}; choose from {sorted(PROBES)}")
+    if knn_normalise not in NORMALISERS:
+        raise ValueError(f"knn_normalise must be one of {NORMALISERS}, got {knn_normalise!r}")
     y_test = check_targets(y_test, len(np.asarray(X_test)), "y_test", task)
     out: dict[str, Any] = {}
     predictions = {}
     for name in probes:
-        result = PROBES[name](X_train, y_train, X_test, task=task, seed=seed)
+        options = {"normalise": knn_normalise} if name == "knn" else {}
+        result = PROBES[name](X_train, y_train, X_test, task=task, seed=seed, **options)
         out[name] = probe_metrics(result, y_test, task)
         predictions[name] = result
         if plot_dir is not None:

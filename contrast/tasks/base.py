@@ -52,7 +52,40 @@ class _WarmupCosine:
         return warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
 
 
-ENCODER_PREFIXES = ("encoder.", "model.encoder.")  # where each task keeps its encoder in the state dict
+def layer_decay_groups(encoder: nn.Module, lr: float, decay: float) -> list[dict]:
+    """Optimiser groups of the encoder with layer-wise learning-rate decay in its depth order.
+
+    The last block of :meth:`CrystalEncoder.blocks` gets ``lr * decay``, the one below ``lr * decay**2`` and
+    so on down to the atom embedding; the modules of one layer share one rate. Frozen parameters are left out.
+    """
+    groups = []
+    blocks = encoder.blocks()
+    for depth, modules in enumerate(reversed(blocks), start=1):
+        params = [p for module in modules for p in module.parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": lr * decay**depth})
+    return groups
+
+
+def pretrained_encoder(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The encoder config and weights of a ``contrast`` checkpoint (any task), for a task to build and load.
+
+    Raises:
+        CheckpointError: naming the file, when it is not a readable ``contrast`` checkpoint.
+    """
+    from contrast.checkpoint import encoder_config_and_weights, read_checkpoint
+
+    return encoder_config_and_weights(read_checkpoint(path), source=path)
+
+
+def load_encoder_weights(encoder: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load pretrained weights into a freshly built encoder (strict), with the file named on a mismatch."""
+    from contrast.checkpoint import CheckpointError
+
+    try:
+        encoder.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"encoder weights do not fit: {error}", source) from None
 
 
 class TaskModule(pl.LightningModule):

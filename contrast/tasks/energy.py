@@ -9,22 +9,16 @@ from torch import Tensor, nn
 
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
-from contrast.tasks.base import ENCODER_PREFIXES, TaskModule, build, plain
+from contrast.tasks.base import (
+    TaskModule,
+    build,
+    layer_decay_groups,
+    load_encoder_weights,
+    plain,
+    pretrained_encoder,
+)
 
 log = logging.getLogger(__name__)
-
-
-def encoder_blocks(encoder: nn.Module) -> list[list[nn.Parameter]]:
-    """Encoder parameters in blocks from input to output: each child module is a block, and each item of a
-    ``ModuleList`` child (the message-passing layers) is its own block."""
-    blocks = []
-    for child in encoder.children():
-        items = list(child) if isinstance(child, nn.ModuleList) else [child]
-        for item in items:
-            params = [p for p in item.parameters() if p.requires_grad]
-            if params:
-                blocks.append(params)
-    return blocks
 
 
 class EnergyTask(TaskModule):
@@ -73,9 +67,7 @@ class EnergyTask(TaskModule):
     def parameter_groups(self) -> list[dict]:
         lr = float(self.optimizer_config.get("lr", 1e-3))
         groups = [{"params": [p for p in self.model.head.parameters() if p.requires_grad], "lr": lr}]
-        blocks = encoder_blocks(self.model.encoder)
-        for depth, params in enumerate(reversed(blocks), start=1):
-            groups.append({"params": params, "lr": lr * self.hparams.layer_decay**depth})
+        groups += layer_decay_groups(self.model.encoder, lr, self.hparams.layer_decay)
         return [group for group in groups if group["params"]]
 
     def setup(self, stage: str) -> None:
@@ -131,16 +123,11 @@ class EnergyTask(TaskModule):
         task_cfg = plain(cfg.task)
         task_cfg.pop("_target_")
         checkpoint_path = task_cfg.pop("checkpoint", None)
-        encoder_cfg = plain(cfg.encoder)
-        pretrained = None
+        encoder_cfg, weights = plain(cfg.encoder), None
         if checkpoint_path:
-            from contrast.checkpoint import load_module, read_checkpoint
-
-            checkpoint = read_checkpoint(checkpoint_path)
-            pretrained = load_module(checkpoint, "encoder", ENCODER_PREFIXES, source=checkpoint_path)
-            encoder_cfg = checkpoint["hyper_parameters"]["encoder"]
+            encoder_cfg, weights = pretrained_encoder(checkpoint_path)
         module = cls(encoder=encoder_cfg, **task_cfg)
-        if pretrained is not None:
-            module.model.encoder.load_state_dict(pretrained.state_dict())
+        if weights is not None:
+            load_encoder_weights(module.model.encoder, weights, checkpoint_path)
         targets = ["energy", "forces"] + (["stress"] if module._needs_stress else [])
         return module, {"targets": targets}

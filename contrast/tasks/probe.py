@@ -1,24 +1,22 @@
-"""Frozen-embedding probes: an MLP probe (this LightningModule), ridge/logistic and kNN, with two baselines.
+"""Frozen-embedding probes: an MLP head trained by Lightning (this module), then the probe report.
 
-Every probe run reports, on the same split, the same probes on (1) a randomly initialised encoder of the
-same architecture and (2) composition-only features (element fractions). A number without its baselines is
-not a result.
+After fitting, :func:`contrast.probes.report.probe_report` fits ridge/logistic, kNN and MLP probes on the
+embeddings and, on the same split, on a freshly initialised encoder of the same architecture, element
+fractions and element-property statistics. A number without its baselines is not a result.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from contrast.nn.heads import PropertyHead
-from contrast.tasks.base import ENCODER_PREFIXES, TaskModule, build, plain
+from contrast.tasks.base import TaskModule, build, load_encoder_weights, plain, pretrained_encoder
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +127,6 @@ class ProbeTask(TaskModule):
     @classmethod
     def run_setup(cls, cfg) -> tuple[ProbeTask, dict]:
         """Build from a run config: the encoder and its weights come from ``task.checkpoint``."""
-        from contrast.checkpoint import load_module, read_checkpoint
-
         task_cfg = plain(cfg.task)
         task_cfg.pop("_target_")
         checkpoint_path = task_cfg.pop("checkpoint", None)
@@ -139,78 +135,27 @@ class ProbeTask(TaskModule):
             raise ValueError("task=probe needs task.checkpoint=PATH (a pretrained checkpoint)")
         if not targets:
             raise ValueError("task=probe needs data.targets=[name,...] (the properties to probe)")
-        checkpoint = read_checkpoint(checkpoint_path)
-        pretrained = load_module(checkpoint, "encoder", ENCODER_PREFIXES, source=checkpoint_path)
-        module = cls(encoder=checkpoint["hyper_parameters"]["encoder"], targets=targets, **task_cfg)
-        module.encoder.load_state_dict(pretrained.state_dict())
+        encoder_cfg, weights = pretrained_encoder(checkpoint_path)
+        module = cls(encoder=encoder_cfg, targets=targets, **task_cfg)
+        load_encoder_weights(module.encoder, weights, checkpoint_path)
         return module, {}
 
-    # -- after fitting: the scikit-learn probes and the baselines --
+    # -- after fitting: every probe on every feature set --
     def after_fit(self, trainer: pl.Trainer, datamodule, metrics, output_dir: Path) -> None:
+        """Write the probe report (scored on the test split) into the run's metrics."""
         if not trainer.is_global_zero:
             return
-        results = probe_report(self, datamodule, Path(output_dir))
-        for key, value in results.items():
-            metrics.add(key, value)
+        from contrast.probes.report import probe_report
 
-
-def _features(encoder: nn.Module, graphs: list) -> np.ndarray:
-    from contrast.pretrained import embed
-
-    return embed(encoder, graphs, batch_size=64).double().numpy()
-
-
-def _labels(module: ProbeTask, graphs: list) -> np.ndarray:
-    return np.stack([module.targets_of(graph)[0].double().numpy() for graph in graphs])
-
-
-def probe_report(module: ProbeTask, datamodule, output_dir: Path) -> dict[str, Any]:
-    """Fit linear and kNN probes on the frozen embeddings and on the two baselines; plot parity."""
-    from contrast.probes import composition_features, random_encoder_like, run_probes
-
-    train_set = datamodule.train_set
-    test_set = datamodule.test_set if len(datamodule.test_set or []) else datamodule.val_set
-    train = [train_set[i] for i in range(len(train_set))]  # read each graph once
-    test = [test_set[i] for i in range(len(test_set))]
-    y_train, y_test = _labels(module, train), _labels(module, test)
-    kind, seed = module.hparams.kind, module.hparams.seed
-    random_encoder = random_encoder_like(module.encoder, seed=seed)
-    features = {
-        "pretrained": (_features(module.encoder, train), _features(module.encoder, test)),
-        "random_encoder": (_features(random_encoder, train), _features(random_encoder, test)),
-        "composition": (
-            composition_features([graph.z.numpy() for graph in train]),
-            composition_features([graph.z.numpy() for graph in test]),
-        ),
-    }
-    mlp_test = _mlp_predictions(module, test_set)
-    report: dict[str, Any] = {"probe_split": {"train": len(train_set), "test": len(test_set)}}
-    for t, name in enumerate(module.hparams.targets):
-        per_target: dict[str, Any] = {}
-        for feature_name, (x_train, x_test) in features.items():
-            # Parity plots (regression) or confusion matrices (classification) for the pretrained embeddings.
-            plots = output_dir / f"plots_{name}" if feature_name == "pretrained" else None
-            per_target[feature_name] = run_probes(
-                x_train, y_train[:, t], x_test, y_test[:, t], kind, seed, plot_dir=plots
+        train_set, test_set = datamodule.train_set, datamodule.test_set
+        if test_set is None or not len(test_set):
+            raise ValueError(
+                "task=probe scores a held-out test split, but the test split is empty: give data.fractions a "
+                "test part (e.g. [0.8,0.1,0.1]) or a split file with test entries"
             )
-        per_target["pretrained"]["mlp"] = _mlp_metrics(mlp_test, y_test, t, kind)
-        report[name] = per_target
-    return report
-
-
-@torch.no_grad()
-def _mlp_predictions(module: ProbeTask, dataset) -> np.ndarray:
-    from torch_geometric.loader import DataLoader as GraphLoader
-
-    module.eval()
-    rows = [module(batch.to(module.device)).double().cpu() for batch in GraphLoader(dataset, batch_size=64)]
-    return torch.cat(rows).numpy()
-
-
-def _mlp_metrics(predictions: np.ndarray, y: np.ndarray, t: int, kind: str) -> dict[str, float]:
-    from contrast.probes import classification_metrics, regression_metrics
-
-    if kind == "regression":
-        return regression_metrics(y[:, t], predictions[:, t])
-    proba = torch.softmax(torch.from_numpy(predictions), dim=1).numpy()
-    return classification_metrics(y[:, t].astype(int), proba.argmax(1), proba)
+        train = [train_set[i] for i in range(len(train_set))]  # read each graph once
+        test = [test_set[i] for i in range(len(test_set))]
+        hp = self.hparams
+        report = probe_report(self.encoder, train, test, hp.targets, hp.kind, hp.seed, Path(output_dir))
+        for key, value in report.items():
+            metrics.add(key, value)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
+import signal
 import time
 
 import pytest
 import torch
 
-from tests.integration.cli import REPO, environment, read_metrics, run_train, train_command
+from tests.integration.cli import children, live_processes, read_metrics, run_train, started_train
 
 
 @pytest.fixture(scope="module")
@@ -84,21 +85,15 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, cache):
     run_train(reference, cache, *settings)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(
-        train_command(killed, *settings),
-        cwd=REPO,
-        env=environment(cache),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    last = killed / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not last.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # let the checkpoint finish writing
-    assert process.poll() is None, "the run finished before it could be killed"
-    process.kill()
-    process.wait()
+    with started_train(killed, cache, *settings) as process:
+        last = killed / "checkpoints" / "last.ckpt"
+        deadline = time.time() + 300
+        while not last.exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.3)  # let the checkpoint finish writing
+        assert process.poll() is None, "the run finished before it could be killed"
+        process.kill()
+        process.wait()
     _, epoch_at_kill = _final_weights(killed)
     assert epoch_at_kill < 4
 
@@ -110,6 +105,29 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, cache):
         torch.testing.assert_close(
             resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}"
         )
+
+
+@pytest.mark.slow
+def test_dataloader_workers_end_with_a_killed_trainer(tmp_path, cache):
+    # A SIGKILLed trainer (OOM killer, scheduler) must not leave its DataLoader workers holding memory.
+    run_dir = tmp_path / "run"
+    with started_train(run_dir, cache, "trainer.max_epochs=50", "data.num_workers=1") as process:
+        deadline = time.time() + 120
+        while not children(process.pid) and time.time() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert children(process.pid), "the trainer started no DataLoader worker"
+        time.sleep(0.5)
+        # A busy trainer (a long step) reads no batches: the worker's next one waits in the pipe, as it
+        # did when a killed run left its worker alive for good.
+        os.kill(process.pid, signal.SIGSTOP)
+        time.sleep(1.5)
+        process.kill()  # the trainer only, not its process group
+        process.wait()
+        deadline = time.time() + 15
+        while live_processes(process.pid, str(run_dir)) and time.time() < deadline:
+            time.sleep(0.1)
+        left = live_processes(process.pid, str(run_dir))
+        assert not left, f"processes of the killed run still alive 15 s later: {left}"
 
 
 @pytest.mark.slow

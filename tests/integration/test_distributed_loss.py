@@ -3,6 +3,10 @@
 Each rank takes a slice of a fixed float64 batch, including ranks of different sizes (3 and 5) and an
 empty rank; the model is wrapped in torch DDP (gradients averaged over ranks) and computes the loss module
 on the projections gathered with gradient. Loss and every parameter gradient must match a single process.
+
+InfoNCE also runs on a batch padded as a DistributedSampler pads it: its last row repeats crystal 0 (same id,
+same views), which lands on the other rank in the equal and unequal splits. The ids are gathered with the
+projections, so the copies are not each other's negatives there either.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from contrast.losses import BarlowTwinsLoss, InfoNCELoss, VICRegLoss, gather_with_grad, info_nce
+from contrast.losses import BarlowTwinsLoss, InfoNCELoss, VICRegLoss, gather_rows, gather_with_grad, info_nce
 
 WORLD = 2
 BATCH = 8
 SPLITS = {"equal": (4, 4), "unequal": (3, 5), "empty_rank": (0, 8)}
+IDS = torch.tensor([10, 11, 12, 13, 14, 15, 16, 10])  # dataset indices; the last row is padding
 
 
 class NaiveInfoNCE(nn.Module):
@@ -50,6 +55,10 @@ LOSSES = {
     "vicreg": lambda: VICRegLoss(),
     "naive": NaiveInfoNCE,
 }
+ID_LOSSES = {  # run on padded_batch() with IDS
+    "infonce_ids": lambda: InfoNCELoss(temperature=0.2),
+    "infonce_learnt_ids": lambda: InfoNCELoss(temperature=0.2, learnable_temperature=True),
+}
 
 
 class Pretrainer(nn.Module):
@@ -60,19 +69,28 @@ class Pretrainer(nn.Module):
         self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 6))
         self.loss = loss
 
-    def forward(self, x_a, x_b):
-        return self.loss(self.net(x_a), self.net(x_b))
+    def forward(self, x_a, x_b, ids=None):
+        if ids is None:
+            return self.loss(self.net(x_a), self.net(x_b))
+        return self.loss(self.net(x_a), self.net(x_b), ids=ids)
 
 
 def build(name: str) -> Pretrainer:
     torch.manual_seed(0)
-    return Pretrainer(LOSSES[name]()).double()
+    return Pretrainer({**LOSSES, **ID_LOSSES}[name]()).double()
 
 
 def batch():
     g = torch.Generator().manual_seed(1)
     x_a = torch.randn(BATCH, 4, generator=g, dtype=torch.float64)
     return x_a, x_a + 0.3 * torch.randn(BATCH, 4, generator=g, dtype=torch.float64)
+
+
+def padded_batch():
+    """``batch()`` whose last row is a copy of row 0 (views are seeded by the dataset index)."""
+    x_a, x_b = batch()
+    x_a[-1], x_b[-1] = x_a[0], x_b[0]
+    return x_a, x_b
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
@@ -87,6 +105,16 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         for name in LOSSES:
             model = DistributedDataParallel(build(name))
             loss = model(local_a, local_b)
+            loss.backward()
+            grads = {key: p.grad.clone() for key, p in model.module.named_parameters()}
+            results[f"{name}/{split}"] = {"loss": loss.detach(), "grads": grads}
+        p_a, p_b = padded_batch()
+        local_a, local_b = p_a[start : start + sizes[rank]], p_b[start : start + sizes[rank]]
+        local_ids = IDS[start : start + sizes[rank]]
+        results[f"gather_ids/{split}"] = gather_rows(local_ids)
+        for name in ID_LOSSES:
+            model = DistributedDataParallel(build(name))
+            loss = model(local_a, local_b, local_ids)
             loss.backward()
             grads = {key: p.grad.clone() for key, p in model.module.named_parameters()}
             results[f"{name}/{split}"] = {"loss": loss.detach(), "grads": grads}
@@ -107,9 +135,9 @@ def rank_results(tmp_path_factory):
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
-def single_process(name: str):
+def single_process(name: str, ids=None):
     model = build(name)
-    loss = model(*batch())
+    loss = model(*(batch() if ids is None else padded_batch()), ids)
     loss.backward()
     return loss.detach(), {key: p.grad for key, p in model.named_parameters()}
 
@@ -139,3 +167,24 @@ def test_without_the_gradient_all_reduce_ddp_is_world_size_times_too_small(rank_
         torch.testing.assert_close(got["loss"], loss, rtol=1e-10, atol=1e-10)
         for key, grad in grads.items():
             torch.testing.assert_close(got["grads"][key], grad / WORLD, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
+def test_ids_are_gathered_in_rank_order(rank_results, split):
+    for results in rank_results:
+        got = results[f"gather_ids/{split}"]
+        assert got.dtype == IDS.dtype and torch.equal(got, IDS)
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
+@pytest.mark.parametrize("name", list(ID_LOSSES))
+def test_copies_on_different_ranks_are_not_negatives(rank_results, name, split):
+    loss, grads = single_process(name, IDS)  # one process, whole padded batch, copies masked
+    plain_loss, _ = single_process(name, torch.arange(BATCH))  # the copies counted as negatives
+    assert abs(float(loss - plain_loss)) > 1e-3
+    for results in rank_results:
+        got = results[f"{name}/{split}"]
+        torch.testing.assert_close(got["loss"], loss, rtol=1e-10, atol=1e-10)
+        assert got["grads"].keys() == grads.keys()
+        for key, grad in grads.items():
+            torch.testing.assert_close(got["grads"][key], grad, rtol=1e-8, atol=1e-10, msg=key)

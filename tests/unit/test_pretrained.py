@@ -84,3 +84,16 @@ def test_load_calculator_refuses_a_contrastive_checkpoint(task_checkpoint):
     _, path = task_checkpoint
     with pytest.raises(CheckpointError, match="energy"):
         contrast.load_calculator(path)
+
+
+def test_importing_the_notebook_api_loads_neither_lightning_nor_hydra():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contrast.pretrained; "
+        "bad = [m for m in ('pytorch_lightning', 'lightning', 'hydra') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

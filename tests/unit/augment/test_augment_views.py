@@ -65,8 +65,27 @@ def test_views_are_reproducible_per_seed_epoch_and_index(dataset, two_views):
 def test_view_seeds_are_distinct():
     seeds = {view_seed(s, e, i) for s in range(3) for e in range(3) for i in range(50)}
     assert len(seeds) == 450
+    fixed = {view_seed(s, None, i) for s in range(3) for i in range(50)}
+    assert len(fixed) == 150 and not fixed & seeds
     with pytest.raises(ValueError):
         view_seed(-1, 0, 0)
+
+
+def test_fixed_views_are_the_same_every_epoch(dataset, two_views):
+    fixed = two_views.wrap(dataset, fixed=True)
+    assert fixed.fixed and "fixed=True" in repr(fixed)
+    first = [fixed[i] for i in range(len(fixed))]
+    fixed.set_epoch(3)
+    for i, (view_a, view_b) in enumerate(first):
+        again_a, again_b = fixed[i]
+        assert same_graph(view_a, again_a) and same_graph(view_b, again_b)
+        assert not same_graph(view_a, view_b)
+    assert not same_graph(first[0][0], first[3][0])  # items differ (the same crystal at 0 and 3)
+    drawn = two_views.wrap(dataset)
+    drawn.set_epoch(3)
+    assert not same_graph(drawn[0][0], first[0][0])  # training views follow the epoch
+    restored = pickle.loads(pickle.dumps(two_views.wrap(dataset, fixed=True)))
+    assert same_graph(restored[1][1], first[1][1])
 
 
 def collect(loader):

@@ -39,7 +39,6 @@ BAD_FRAMES = {
     "flat": (frame("3 0 0 6 0 0 0 0 3", ["Cu 0 0 0", "Cu 1.5 0 1.5"]), "zero-volume or degenerate"),
     "element": (frame("3 0 0 0 3 0 0 0 3", ["Cu 0 0 0", "Xx 1.5 1.5 0"]), "unknown element"),
     "molecule": (frame("", ["H 0 0 0", "H 0 0 0.74"], extra="molecule"), "not periodic"),
-    "lonely": (frame("20 0 0 0 20 0 0 0 20", ["Cu 0 0 0", "Cu 10 10 10"]), "no neighbour within the cutoff"),
     "garbage": ("two\nnot a frame at all", "bad atom-count line"),
     "truncated": ("5\n" + GOOD.split("\n")[0] + "\nCu 0 0 0", "truncated frame"),
 }
@@ -67,6 +66,21 @@ def test_bad_extxyz_frame_is_skipped_and_reported(tmp_path, caplog, case):
     assert report["skipped"] == 1 and report["entries"][0]["entry"].startswith("1")
     assert json.loads((tmp_path / "data_report.json").read_text())["skipped"] == 1
     assert "skipped 1" in caplog.text
+
+
+LONELY = frame("20 0 0 0 20 0 0 0 20", ["Cu 0 0 0", "Cu 10 10 10"])
+
+
+def test_lonely_atom_is_bad_input_only_when_neighbours_are_required(tmp_path):
+    path = extxyz(tmp_path, "lonely.extxyz", LONELY)
+    assert len(contrast.load_dataset(path, cutoff=4.0, cache_dir=tmp_path / "c")) == 2  # legal by default
+    with pytest.raises(StructureError, match="no neighbour within the cutoff") as info:
+        contrast.load_dataset(path, cutoff=4.0, cache_dir=tmp_path / "c", require_neighbours=True)
+    assert "lonely.extxyz" in str(info.value) and "entry 1" in str(info.value)
+    ds = contrast.load_dataset(
+        path, cutoff=4.0, on_error="skip", cache_dir=tmp_path / "c", require_neighbours=True
+    )
+    assert ds.ids == ["good"] and "no neighbour" in ds.skipped[0][1]
 
 
 def cu_structure() -> Structure:

@@ -68,6 +68,78 @@ def test_info_nce_tensor_temperature_gets_a_gradient(pair):
     assert float(log_t.grad) == pytest.approx((up - down) / (2 * h), rel=1e-5)
 
 
+def nt_xent_with_ids_reference(z_a: np.ndarray, z_b: np.ndarray, temperature: float, ids: list[int]) -> float:
+    """NT-Xent sample by sample, where another row holding the same crystal id is no negative."""
+    samples = [v / np.linalg.norm(v) for v in list(z_a) + list(z_b)]
+    batch = len(z_a)
+    total = 0.0
+    for k, anchor in enumerate(samples):
+        positive = (k + batch) % (2 * batch)
+        terms = []
+        for m, other in enumerate(samples):
+            if m == k:
+                continue
+            if m != positive and m % batch != k % batch and ids[m % batch] == ids[k % batch]:
+                continue  # a view of a copy of the anchor's crystal
+            terms.append(math.exp(float(anchor @ other) / temperature))
+        total += -math.log(math.exp(float(anchor @ samples[positive]) / temperature) / sum(terms))
+    return total / (2 * batch)
+
+
+@pytest.fixture(scope="session")
+def padded_pair():
+    """Six crystals padded to eight rows as a distributed sampler does: rows 6 and 7 repeat crystals 1 and 4.
+
+    Row 6 has views of its own (as a copy drawn with other randomness); row 7 repeats row 4 exactly (views
+    are seeded by the dataset index, so a padded copy usually has identical views).
+    """
+    g = torch.Generator().manual_seed(3)
+    z_a = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    z_b = z_a + 0.5 * torch.randn(8, 5, generator=g, dtype=torch.float64)
+    z_a[7], z_b[7] = z_a[4], z_b[4]
+    return z_a, z_b, torch.tensor([10, 11, 12, 13, 14, 15, 11, 14])
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_info_nce_keeps_copies_of_a_crystal_out_of_each_others_negatives(padded_pair, temperature):
+    z_a, z_b, ids = padded_pair
+    expected = nt_xent_with_ids_reference(z_a.numpy(), z_b.numpy(), temperature, ids.tolist())
+    assert float(info_nce(z_a, z_b, temperature, ids=ids)) == pytest.approx(expected, rel=1e-12)
+    # Without ids the copies are false negatives, and the loss differs.
+    unmasked = nt_xent_reference(z_a.numpy(), z_b.numpy(), temperature)
+    assert float(info_nce(z_a, z_b, temperature)) == pytest.approx(unmasked, rel=1e-12)
+    assert abs(expected - unmasked) > 1e-3
+
+
+def test_info_nce_with_distinct_ids_is_exactly_the_plain_loss(pair):
+    z_a, z_b = pair
+    ids = torch.tensor([5, 3, 8, 0, 1, 2])
+    assert torch.equal(info_nce(z_a, z_b, 0.3, ids=ids), info_nce(z_a, z_b, 0.3))
+    t = torch.tensor(0.3, dtype=torch.float64)
+    assert torch.equal(info_nce(z_a, z_b, t, ids=ids.int()), info_nce(z_a, z_b, t))
+
+
+def test_info_nce_with_ids_passes_gradcheck():
+    g = torch.Generator().manual_seed(5)
+    z_a = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    z_b = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    temperature = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([7, 2, 7, 2])
+    assert torch.autograd.gradcheck(lambda a, b, t: info_nce(a, b, t, ids=ids), (z_a, z_b, temperature))
+
+
+def test_info_nce_refuses_bad_ids(pair):
+    z_a, z_b = pair
+    for ids in (
+        torch.arange(5),
+        torch.arange(6).view(2, 3),
+        torch.arange(6.0),
+        torch.ones(6, dtype=torch.bool),
+    ):
+        with pytest.raises(ValueError, match="ids"):
+            info_nce(z_a, z_b, ids=ids)
+
+
 def test_losses_refuse_mismatched_shapes(pair):
     z_a, _ = pair
     for loss in (info_nce, barlow_twins, vicreg):

@@ -94,6 +94,77 @@ def test_temperature_is_fixed_or_learnt(pair):
         InfoNCELoss(temperature=0.0)
 
 
+def test_infonce_module_passes_ids_to_the_pure_function(pair):
+    z_a, z_b = pair
+    z_a, z_b = torch.cat([z_a, z_a[:1]]), torch.cat([z_b, z_b[:1]])  # row 5 repeats crystal 0
+    ids = torch.tensor([[3], [1], [4], [0], [2], [3]])  # [B, 1], as a batch's idx field
+    expected = info_nce(z_a, z_b, 0.2, ids=ids.view(-1))
+    torch.testing.assert_close(InfoNCELoss(temperature=0.2)(z_a, z_b, ids=ids), expected, rtol=0, atol=0)
+    assert not torch.equal(expected, info_nce(z_a, z_b, 0.2))
+    assert InfoNCELoss.uses_ids
+    assert not getattr(BarlowTwinsLoss, "uses_ids", False) and not getattr(VICRegLoss, "uses_ids", False)
+
+
+@pytest.mark.parametrize(("log_t", "expected"), [(math.log(100.0), 1.0), (math.log(1e-5), 0.01)])
+def test_learnt_temperature_is_clamped_to_its_bounds(pair, log_t, expected):
+    z_a, z_b = pair
+    loss = InfoNCELoss(temperature=0.2, learnable_temperature=True).double()
+    with torch.no_grad():
+        loss.log_temperature.fill_(log_t)
+    assert loss.temperature.item() == pytest.approx(expected, rel=1e-12)
+    torch.testing.assert_close(loss(z_a, z_b), info_nce(z_a, z_b, expected), rtol=1e-12, atol=0)
+    narrow = InfoNCELoss(0.2, learnable_temperature=True, min_temperature=0.05, max_temperature=0.5).double()
+    with torch.no_grad():
+        narrow.log_temperature.fill_(log_t)
+    assert narrow.temperature.item() == pytest.approx(0.5 if expected == 1.0 else 0.05, rel=1e-12)
+
+
+def _temperature_grad(loss: InfoNCELoss, log_t: float, sign: float) -> float:
+    """d(sign * T)/d log_t, i.e. the gradient reaching log_t when the loss wants T lower (sign > 0)."""
+    loss.zero_grad()
+    with torch.no_grad():
+        loss.log_temperature.fill_(log_t)
+    (sign * loss.temperature).backward()
+    return float(loss.log_temperature.grad)
+
+
+def test_learnt_temperature_gradient_at_the_bounds_only_points_back_inside():
+    loss = InfoNCELoss(temperature=0.2, learnable_temperature=True).double()
+    # Inside: the gradient of exp.
+    assert _temperature_grad(loss, math.log(0.2), 1.0) == pytest.approx(0.2, rel=1e-12)
+    assert _temperature_grad(loss, math.log(0.2), -1.0) == pytest.approx(-0.2, rel=1e-12)
+    # Beyond the upper bound a descent step may lower T (gradient kept) but not raise it (gradient dropped).
+    assert _temperature_grad(loss, math.log(100.0), 1.0) == pytest.approx(1.0, rel=1e-12)
+    assert _temperature_grad(loss, math.log(100.0), -1.0) == 0.0
+    # Beyond the lower bound: raising T passes, lowering it does not.
+    assert _temperature_grad(loss, math.log(1e-5), -1.0) == pytest.approx(-0.01, rel=1e-12)
+    assert _temperature_grad(loss, math.log(1e-5), 1.0) == 0.0
+
+
+def test_pinned_temperature_comes_back_inside_under_sgd(pair):
+    # Aligned views: a lower temperature lowers the loss, so from far above the bound T must come down.
+    z_a, _ = pair
+    loss = InfoNCELoss(temperature=0.5, learnable_temperature=True).double()
+    with torch.no_grad():
+        loss.log_temperature.fill_(math.log(10.0))
+    optimiser = torch.optim.SGD(loss.parameters(), lr=0.5)
+    for _ in range(100):
+        optimiser.zero_grad()
+        loss(z_a, z_a.clone()).backward()
+        optimiser.step()
+    assert loss.temperature.item() < 1.0
+
+
+def test_temperature_bounds_are_checked():
+    with pytest.raises(ValueError, match="min_temperature"):
+        InfoNCELoss(min_temperature=0.0)
+    with pytest.raises(ValueError, match="min_temperature"):
+        InfoNCELoss(min_temperature=0.5, max_temperature=0.1)
+    with pytest.raises(ValueError, match="outside"):
+        InfoNCELoss(temperature=2.0, learnable_temperature=True)
+    assert InfoNCELoss(temperature=2.0).temperature.item() == pytest.approx(2.0)  # a fixed one is not bounded
+
+
 @pytest.mark.parametrize(
     ("name", "cls"), [("infonce", InfoNCELoss), ("barlow", BarlowTwinsLoss), ("vicreg", VICRegLoss)]
 )

@@ -112,6 +112,18 @@ def test_run_probes_regression_and_plots(regression_data, tmp_path):
     assert (tmp_path / "knn_parity.png").exists()
 
 
+def test_run_probes_knn_normalise(regression_data):
+    X_train, y_train, X_test, y_test = regression_data
+    results = run_probes(
+        X_train, y_train, X_test, y_test, probes=["knn"], knn_normalise="l2", return_predictions=True
+    )
+    l2 = fit_knn_probe(X_train, y_train, X_test, normalise="l2")
+    np.testing.assert_array_equal(results["predictions"]["knn"].pred, l2.pred)
+    assert results["predictions"]["knn"].model[0].__class__.__name__ == "Normalizer"
+    with pytest.raises(ValueError, match="knn_normalise must be one of"):
+        run_probes(X_train, y_train, X_test, y_test, knn_normalise="cosine")
+
+
 def test_run_probes_classification(blobs, tmp_path):
     X_train, y_train, X_test, y_test = blobs
     results = run_probes(
@@ -120,4 +132,4 @@ def test_run_probes_classification(blobs, tmp_path):
     assert set(results) == {"knn"} and results["knn"]["roc_auc"] > 0.95
     assert (tmp_path / "knn_confusion.png").exists()
     with pytest.raises(ValueError, match="unknown probe"):
-        run_probes(X_train, y_train, X_test, y_test, task="classification", probes=["mlp"])
+        run_probes(X_train, y_train, X_test, y_test, task="classification", probes=["svm"])

@@ -9,8 +9,8 @@ from ase.build import bulk, make_supercell
 from scipy.spatial.transform import Rotation
 
 from contrast.data.graph import StructureError
+from contrast.data.leakage import composition_key
 from contrast.probes import remove_leakage, structure_fingerprint
-from contrast.probes.leakage import composition_key
 
 
 def zincblende() -> Atoms:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from contrast.data.composition import atomic_numbers
 from contrast.data.graph import CrystalArrays, StructureError, neighbour_list, to_arrays
 
 __all__ = [
@@ -153,8 +154,6 @@ class _Prepared:
 
 
 def _key(structure: Any, name: str, index: int) -> tuple:
-    from contrast.probes.baselines import atomic_numbers
-
     z = atomic_numbers(structure)
     if z.size == 0:
         raise StructureError("no atoms", name, index)
