@@ -7,6 +7,7 @@ Public API (re-exported lazily so ``import contrast`` stays fast)::
     enc  = contrast.load_encoder(checkpoint_path)
     emb  = contrast.embed(enc, structures, batch_size=64)
     calc = contrast.load_calculator(checkpoint_path)
+    cards = contrast.pretrained_models()      # encoders shipped in the package; load_encoder(name) loads one
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ _EXPORTS = {
     "load_encoder": "contrast.pretrained",
     "embed": "contrast.pretrained",
     "load_calculator": "contrast.pretrained",
+    "pretrained_models": "contrast.pretrained",
+    "embed_file": "contrast.export",
+    "read_embeddings": "contrast.embedding_files",
+    "neighbours": "contrast.search",
     "run_training": "contrast.train",
 }
 

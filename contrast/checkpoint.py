@@ -277,7 +277,7 @@ def load_energy_model(checkpoint: Mapping[str, Any], source: str | Path | None =
     head_kwargs = dict(checkpoint["hyper_parameters"].get("head") or {})
     head_kwargs.pop("in_dim", None)
     try:
-        head = EnergyHead(in_dim=encoder.embedding_dim, **head_kwargs)
+        head = EnergyHead(in_dim=encoder.feature_dim, **head_kwargs)
         head.load_state_dict(extract_state_dict(checkpoint["state_dict"], "model.head."), strict=True)
     except (TypeError, RuntimeError) as error:
         raise CheckpointError(f"energy head does not fit its weights: {error}", source) from None

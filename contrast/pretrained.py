@@ -6,6 +6,7 @@ their hyper-parameters, so loading a checkpoint never executes code from it. No 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -15,19 +16,62 @@ from torch import Tensor
 from contrast.checkpoint import ENCODER_PREFIXES, load_module, read_checkpoint
 from contrast.nn.base import CrystalEncoder
 
-__all__ = ["load_encoder", "embed", "load_calculator", "load_energy_model"]
+__all__ = [
+    "load_encoder",
+    "embed",
+    "load_calculator",
+    "load_energy_model",
+    "pretrained_models",
+    "checkpoint_path",
+]
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def pretrained_models() -> dict[str, dict]:
+    """``{name: card}`` of the encoders shipped in the package (offline; ``load_encoder(name)`` loads one).
+
+    A card states the pretraining data, the exact recipe command, the code version and the evaluation suite's
+    table with its baselines.
+    """
+    cards = {}
+    for card_file in sorted(MODELS_DIR.glob("*.json")):
+        if card_file.with_suffix(".pt").is_file():
+            cards[card_file.stem] = json.loads(card_file.read_text())
+    return cards
+
+
+def checkpoint_path(name_or_path: str | Path) -> Path:
+    """The file of a checkpoint path or of a shipped encoder's name.
+
+    Raises:
+        FileNotFoundError: neither an existing file nor a shipped name (the shipped names are listed).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = MODELS_DIR / f"{name_or_path}.pt"
+    if "/" not in str(name_or_path) and shipped.is_file():
+        return shipped
+    names = sorted(pretrained_models())
+    raise FileNotFoundError(
+        f"{name_or_path}: no such checkpoint file, and no shipped encoder of that name {names}"
+    )
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> CrystalEncoder:
-    """The encoder of any ``contrast`` checkpoint (contrastive, probe or energy), in eval mode.
+    """The encoder of a ``contrast`` checkpoint (contrastive, probe or energy) or a shipped one, in eval mode.
 
     Args:
-        path: a ``.ckpt`` file written by ``python -m contrast.train``.
+        path: a ``.ckpt`` file written by ``python -m contrast.train``, or the name of a shipped encoder
+            (:func:`pretrained_models`).
         device: where to put it (CPU by default).
 
     Raises:
-        CheckpointError: the file is missing, not a checkpoint, or would execute code when unpickled.
+        FileNotFoundError: neither a file nor a shipped name.
+        CheckpointError: the file is not a checkpoint, or would execute code when unpickled.
     """
+    path = checkpoint_path(path)
     checkpoint = read_checkpoint(path)
     return load_module(checkpoint, "encoder", ENCODER_PREFIXES, source=path).to(device).eval()
 

@@ -17,6 +17,38 @@ def mean_readout(node_features: Tensor, data) -> Tensor:
     return scatter(node_features, graph_index(data), dim=0, dim_size=num_graphs, reduce="mean")
 
 
+POOLINGS = ("mean", "std", "max")  # each is the same for a crystal and any supercell of it
+
+
+def check_pooling(pooling: str) -> str:
+    """A ``+``-joined list of :data:`POOLINGS` (e.g. ``"mean+std+max"``), each at most once."""
+    parts = str(pooling).split("+")
+    if not parts or any(part not in POOLINGS for part in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"pooling must join distinct names of {POOLINGS} with '+', got {pooling!r}")
+    return "+".join(parts)
+
+
+def pooled_readout(node_features: Tensor, data, pooling: str) -> Tensor:
+    """Graph embeddings [B, P * D] from per-atom features [N, D]: the poolings of ``pooling`` side by side.
+
+    ``std`` is the per-graph standard deviation of each feature (``sqrt(var + 1e-8)``, smooth at zero).
+    """
+    num_graphs = int(getattr(data, "num_graphs", 1) or 1)
+    index = graph_index(data)
+    mean = scatter(node_features, index, dim=0, dim_size=num_graphs, reduce="mean")  # [B, D]
+    parts = []
+    for name in pooling.split("+"):
+        if name == "mean":
+            parts.append(mean)
+        elif name == "std":
+            centred = node_features - mean.index_select(0, index)  # [N, D]
+            variance = scatter(centred * centred, index, dim=0, dim_size=num_graphs, reduce="mean")
+            parts.append(torch.sqrt(variance + 1e-8))
+        else:
+            parts.append(scatter(node_features, index, dim=0, dim_size=num_graphs, reduce="max"))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
 EDGE_BLOCK_CPU = 16384  # edges per block on CPU; see EdgeBlocks
 
 
@@ -85,20 +117,28 @@ class CrystalEncoder(nn.Module):
 
     hidden_dim: int
     cutoff: float
+    pooling: str = "mean"  # graph readout: one or several of POOLINGS joined with "+"
     edge_block_size: int | None = EDGE_BLOCK_CPU  # on CPU only; set None to process all edges at once
 
     @property
-    def embedding_dim(self) -> int:
-        """Width D of per-atom features and graph embeddings."""
+    def feature_dim(self) -> int:
+        """Width D of per-atom features."""
         return self.hidden_dim
 
+    @property
+    def embedding_dim(self) -> int:
+        """Width of graph embeddings: D per pooling."""
+        return self.hidden_dim * len(self.pooling.split("+"))
+
     def embed(self, data) -> Tensor:
-        """Mean-pooled graph embeddings [B, D] (intensive: a supercell gives the same embedding)."""
+        """Graph embeddings [B, embedding_dim] (intensive: a supercell gives the same embedding)."""
         return self.readout(self(data), data)
 
     def readout(self, features: Tensor, data) -> Tensor:
-        """Graph embeddings [B, D] from per-atom features [N, D] (the mean over each graph's atoms)."""
-        return mean_readout(features, data)
+        """Graph embeddings [B, embedding_dim] from per-atom features [N, D] (``pooling`` over each graph)."""
+        if self.pooling == "mean":
+            return mean_readout(features, data)
+        return pooled_readout(features, data, self.pooling)
 
     def blocks(self) -> list[list[nn.Module]]:  # pragma: no cover
         """The encoder's modules by depth, from input to output: the atom embedding first, then one list per
@@ -131,4 +171,12 @@ def num_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["CrystalEncoder", "EdgeBlocks", "mean_readout", "num_parameters"]
+__all__ = [
+    "POOLINGS",
+    "CrystalEncoder",
+    "EdgeBlocks",
+    "check_pooling",
+    "mean_readout",
+    "num_parameters",
+    "pooled_readout",
+]

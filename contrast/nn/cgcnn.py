@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from contrast.nn.base import CrystalEncoder, EdgeBlocks
+from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling
 from contrast.nn.geometry import gaussian_rbf
 
 
@@ -52,6 +52,7 @@ class CGCNN(CrystalEncoder):
         cutoff: radius in Å beyond which neighbours are ignored (smoothly).
         num_rbf: number of Gaussian radial basis functions on [0, cutoff].
         max_z: largest atomic number that can be embedded.
+        pooling: the graph readout, ``mean`` or several of ``mean+std+max``.
     """
 
     def __init__(
@@ -61,10 +62,12 @@ class CGCNN(CrystalEncoder):
         cutoff: float = 5.0,
         num_rbf: int = 32,
         max_z: int = 100,
+        pooling: str = "mean",
     ):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.cutoff = float(cutoff)
+        self.pooling = check_pooling(pooling)
         self.num_rbf = num_rbf
         self.embedding = nn.Embedding(max_z + 1, hidden_dim)
         self.convs = nn.ModuleList(CGConv(hidden_dim, num_rbf) for _ in range(num_layers))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from contrast.nn.base import CrystalEncoder, EdgeBlocks
+from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling
 from contrast.nn.geometry import bessel_rbf
 from contrast.nn.painn_message import message_sum_
 
@@ -103,6 +103,7 @@ class PaiNN(CrystalEncoder):
         cutoff: radius in Å beyond which neighbours are ignored (smoothly).
         num_rbf: number of Bessel radial basis functions.
         max_z: largest atomic number that can be embedded.
+        pooling: the graph readout, ``mean`` or several of ``mean+std+max``.
     """
 
     def __init__(
@@ -112,10 +113,12 @@ class PaiNN(CrystalEncoder):
         cutoff: float = 5.0,
         num_rbf: int = 32,
         max_z: int = 100,
+        pooling: str = "mean",
     ):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.cutoff = float(cutoff)
+        self.pooling = check_pooling(pooling)
         self.num_rbf = num_rbf
         self.embedding = nn.Embedding(max_z + 1, hidden_dim)
         self.messages = nn.ModuleList(Message(hidden_dim, num_rbf) for _ in range(num_layers))

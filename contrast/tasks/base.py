@@ -68,13 +68,16 @@ def layer_decay_groups(encoder: nn.Module, lr: float, decay: float) -> list[dict
 
 
 def pretrained_encoder(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The encoder config and weights of a ``contrast`` checkpoint (any task), for a task to build and load.
+    """The encoder config and weights of a ``contrast`` checkpoint (any task) or of a shipped encoder's name,
+    for a task to build and load.
 
     Raises:
         CheckpointError: naming the file, when it is not a readable ``contrast`` checkpoint.
     """
     from contrast.checkpoint import encoder_config_and_weights, read_checkpoint
+    from contrast.pretrained import checkpoint_path
 
+    path = checkpoint_path(path)  # a file, or the name of a shipped encoder
     return encoder_config_and_weights(read_checkpoint(path), source=path)
 
 

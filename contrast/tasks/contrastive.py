@@ -77,7 +77,7 @@ class ContrastiveTask(TaskModule):
         self.optimizer_config = optimizer
         self.scheduler_config = scheduler
         self.objectives = objective_settings(objectives)
-        width = self.encoder.embedding_dim
+        width = self.encoder.feature_dim
         if self.objectives["denoising"]["weight"] > 0:
             self.displacement_head = DisplacementHead(width, cutoff=self.encoder.cutoff)
         if self.objectives["masking"]["weight"] > 0:

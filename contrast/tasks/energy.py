@@ -52,7 +52,7 @@ class EnergyTask(TaskModule):
         super().__init__()
         self.save_hyperparameters()
         encoder_module = build(encoder)
-        head_module = EnergyHead(in_dim=encoder_module.embedding_dim, **(head or {}))
+        head_module = EnergyHead(in_dim=encoder_module.feature_dim, **(head or {}))
         self.model = EnergyModel(encoder_module, head_module)
         self.loss_weights = {"energy": 1.0, "forces": 10.0, "stress": 0.0, **(loss_weights or {})}
         self.optimizer_config = optimizer

@@ -97,3 +97,38 @@ def test_importing_the_notebook_api_loads_neither_lightning_nor_hydra():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_shipped_encoder_loads_by_name_in_a_fresh_process(tmp_path, task_checkpoint, monkeypatch):
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import contrast.pretrained as pretrained
+
+    _, path = task_checkpoint
+    spec = importlib.util.spec_from_file_location(
+        "ship_encoder", Path(__file__).resolve().parents[2] / "benchmarks" / "ship_encoder.py"
+    )
+    ship_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_module)
+    models = tmp_path / "models"
+    ship_module.ship(path, "tiny-test", {"data": "none", "recipe": "a test"}, out_dir=models)
+    monkeypatch.setattr(pretrained, "MODELS_DIR", models)
+    assert pretrained.pretrained_models()["tiny-test"]["recipe"] == "a test"
+    expected = contrast.embed(contrast.load_encoder(path), _crystals())
+    torch.testing.assert_close(contrast.embed(pretrained.load_encoder("tiny-test"), _crystals()), expected)
+    with pytest.raises(FileNotFoundError, match="no shipped encoder of that name"):
+        pretrained.load_encoder("no-such-model")
+    # a fresh process loads the shipped file with weights_only and embeds the same
+    code = (
+        "import sys, json, torch, contrast, contrast.pretrained as p; from pathlib import Path; "
+        f"p.MODELS_DIR = Path({str(models)!r}); from ase.build import bulk; "
+        "enc = contrast.load_encoder('tiny-test'); "
+        "print(json.dumps(contrast.embed(enc, [bulk('Cu', 'fcc', a=3.6)]).tolist()))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    torch.testing.assert_close(torch.tensor(json.loads(result.stdout)), expected[:1])
