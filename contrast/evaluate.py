@@ -57,6 +57,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     goals: Sequence[float] = (0.85, 0.75),
     threads: int | None = None,
+    pooling: str | None = None,
 ) -> dict[str, Any]:
     """Score an encoder on each task of a suite; write ``results.json``, ``results.md`` and ``ratios.png``.
 
@@ -69,6 +70,8 @@ def evaluate(
         cache_dir: dataset cache root (default ``$CONTRAST_CACHE`` or ``~/.cache/contrast``).
         goals: ratio lines drawn in ``ratios.png``.
         threads: CPU threads of torch and the BLAS/OpenMP pools while it runs (None: leave them as they are).
+        pooling: the graph readout to probe with (e.g. ``mean+std+max``; None: the encoder's own). The fresh
+            encoder baseline is a copy of the encoder, so it is read out the same way.
 
     Returns:
         The content of ``results.json``: ``suite``, ``checkpoint``, ``encoder``, ``data_dir``, ``date``,
@@ -89,6 +92,10 @@ def evaluate(
     data_dir = Path(suite["data_dir"])
     specs, skipped = _present(parse_suite(suite.get("tasks") or {}), data_dir, suite.get("skip_missing"))
     encoder, checkpoint = _encoder(encoder_or_checkpoint)
+    if pooling is not None:
+        from contrast.nn.base import check_pooling
+
+        encoder.pooling = check_pooling(pooling)
     data = SuiteData(specs, data_dir, encoder.cutoff, cache_dir)
     tasks: dict[str, Any] = {}
     with _thread_limit(threads):
@@ -124,6 +131,7 @@ def describe_encoder(encoder: nn.Module) -> dict[str, Any]:
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "hidden_dim": None if hidden is None else int(hidden),
         "embedding_dim": int(encoder.embedding_dim),
+        "pooling": str(getattr(encoder, "pooling", "mean")),
         "cutoff": float(encoder.cutoff),
         "parameters": int(num_parameters(encoder)),
     }
@@ -273,6 +281,7 @@ def main(cfg: DictConfig) -> None:
         cache_dir=cfg.get("cache_dir"),
         goals=tuple(cfg.get("goals") or ()),
         threads=cfg.get("threads"),
+        pooling=cfg.get("pooling"),
     )
     print(results_markdown(results))
     print(f"run directory: {output_dir}")

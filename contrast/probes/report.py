@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-__all__ = ["REPORT_PROBES", "graph_labels", "probe_report", "feature_sets"]
+__all__ = ["REPORT_PROBES", "composition_report", "graph_labels", "probe_report", "feature_sets"]
 
 REPORT_PROBES = ("linear", "knn", "mlp")
 COMPOSITION = ("fractions", "statistics")
@@ -108,6 +108,52 @@ def probe_report(
         if kind == "regression":
             per_target["ratios"] = mae_ratios(per_target)
         report[name] = per_target
+    return report
+
+
+def composition_report(
+    train: Sequence, test: Sequence, targets: Sequence[str], kind: str = "regression", seed: int = 0
+) -> dict[str, Any]:
+    """The composition baselines of :func:`probe_report` alone: every probe on element fractions and on
+    element-property statistics, fitted on ``train`` and scored on ``test``.
+
+    For a model trained on the labels itself (``task=finetune``), where probes on its own embeddings say
+    little. The numbers equal the ``fractions`` and ``statistics`` entries of :func:`probe_report` on the same
+    split and seed.
+
+    Returns:
+        ``{"probe_split": {"train": n, "test": m}, target: {feature_set: {probe: metrics}}}`` for the feature
+        sets ``fractions`` and ``statistics``, each probe's metrics as in :func:`contrast.probes.run_probes`.
+
+    Raises:
+        ValueError: an empty training or test part.
+    """
+    from contrast.probes.baselines import KNN_NORMALISE, composition_features
+    from contrast.probes.suite import run_probes
+
+    if not len(train) or not len(test):
+        raise ValueError(
+            f"the composition baselines need graphs in both parts, got {len(train)}, {len(test)}"
+        )
+    y_train, y_test = graph_labels(train, targets), graph_labels(test, targets)
+    features = {
+        name: (composition_features(train, name), composition_features(test, name)) for name in COMPOSITION
+    }
+    report: dict[str, Any] = {"probe_split": {"train": len(train), "test": len(test)}}
+    for t, name in enumerate(targets):
+        report[name] = {
+            feature_name: run_probes(
+                x_train,
+                y_train[:, t],
+                x_test,
+                y_test[:, t],
+                kind,
+                seed,
+                probes=REPORT_PROBES,
+                knn_normalise=KNN_NORMALISE.get(feature_name, "standard"),
+            )
+            for feature_name, (x_train, x_test) in features.items()
+        }
     return report
 
 

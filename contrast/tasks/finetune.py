@@ -1,0 +1,372 @@
+"""Fine-tuning: a (pretrained or fresh) encoder and a property head trained together on graph labels.
+
+Options on top of plain training: layer-wise learning-rate decay, a frozen encoder for the first epochs, an
+exponential moving average (EMA) of the weights, and early stopping. After fitting, the test predictions are
+scored next to the composition baselines of the probe report on the same split.
+
+Checkpoint layout: ``encoder.*`` and ``head.*`` hold the weights that are evaluated, so
+``contrast.load_encoder(checkpoint)`` returns the fine-tuned encoder. With ``ema_decay`` those are the moving
+average, and the weights the optimiser updates live under ``online.encoder.*`` and ``online.head.*`` (needed
+to resume); without it there is one copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch_geometric.utils import scatter
+
+from contrast.nn.geometry import graph_index
+from contrast.nn.heads import PropertyHead
+from contrast.tasks.base import (
+    TaskModule,
+    build,
+    layer_decay_groups,
+    load_encoder_weights,
+    plain,
+    pretrained_encoder,
+)
+
+
+class FinetuneTask(TaskModule):
+    """An encoder and a :class:`PropertyHead` trained end to end on graph-level targets.
+
+    Regression targets are standardised with the training split's mean and std (buffers saved with the model)
+    and trained with MSE; classification uses cross-entropy on one integer target.
+
+    Args:
+        encoder: ``_target_`` config of the encoder (taken from the pretrained checkpoint when there is one).
+        targets: names of the graph properties to predict.
+        optimizer: ``_target_`` config of a torch optimiser; its ``lr`` is the head's learning rate.
+        kind: ``regression`` or ``classification`` (one target, labels 0..num_classes-1).
+        num_classes: number of classes for classification.
+        readout: ``mean``: the head reads the encoder's graph embedding (intensive targets); ``sum``: the head
+            maps each atom's features to a contribution and these are summed per structure (extensive
+            targets such as total energies). With ``sum`` the statistics and the loss are per atom.
+        head: keyword arguments of :class:`contrast.nn.heads.PropertyHead` (``in_dim``/``out_dim`` are set).
+        scheduler: warm-up + cosine settings, or None.
+        layer_decay: learning-rate multiplier per encoder block, counted down from the head (1.0: off).
+        freeze_epochs: train the head alone (encoder frozen and in eval mode) for this many epochs first.
+        ema_decay: decay of an exponential moving average of all weights, used for validation, test and the
+            checkpoint's ``encoder.*``/``head.*`` (None: off). The first updates use
+            ``min(ema_decay, (1 + n) / (10 + n))`` so that the average forgets the initial head quickly.
+        early_stopping: keyword arguments of Lightning's ``EarlyStopping`` (e.g. ``monitor``, ``patience``),
+            or None.
+        seed: seeds the fresh encoder and the baseline probes.
+        task: the task name stored in the checkpoint.
+    """
+
+    def __init__(
+        self,
+        encoder: dict,
+        targets: list[str],
+        optimizer: dict,
+        kind: str = "regression",
+        num_classes: int = 2,
+        readout: str = "mean",
+        head: dict | None = None,
+        scheduler: dict | None = None,
+        layer_decay: float = 1.0,
+        freeze_epochs: int = 0,
+        ema_decay: float | None = None,
+        early_stopping: dict | None = None,
+        seed: int = 0,
+        task: str = "finetune",
+    ):
+        super().__init__()
+        _check_options(targets, kind, readout, layer_decay, freeze_epochs, ema_decay)
+        self.save_hyperparameters()
+        self.encoder = build(encoder)
+        in_dim = self.encoder.embedding_dim if readout == "mean" else self.encoder.feature_dim
+        out_dim = num_classes if kind == "classification" else len(targets)
+        self.head = PropertyHead(in_dim=in_dim, out_dim=out_dim, **(head or {}))
+        if ema_decay is not None:
+            # The optimiser trains `online`; `encoder`/`head` hold the average (evaluated and published).
+            self.online = nn.ModuleDict(
+                {"encoder": copy.deepcopy(self.encoder), "head": copy.deepcopy(self.head)}
+            )
+            self.encoder.requires_grad_(False)
+            self.head.requires_grad_(False)
+            self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("target_mean", torch.zeros(len(targets)))
+        self.register_buffer("target_std", torch.ones(len(targets)))
+        self.optimizer_config = optimizer
+        self.scheduler_config = scheduler
+        self.encoder_frozen = False
+
+    # -- the two copies --
+    @property
+    def trained_encoder(self) -> nn.Module:
+        """The encoder the optimiser updates (the same module as ``encoder`` without EMA)."""
+        return self.online["encoder"] if self.hparams.ema_decay is not None else self.encoder
+
+    @property
+    def trained_head(self) -> nn.Module:
+        return self.online["head"] if self.hparams.ema_decay is not None else self.head
+
+    def start_from(self, weights: dict[str, Tensor], source: str) -> None:
+        """Load pretrained encoder weights into both copies (strict; the file is named on a mismatch)."""
+        load_encoder_weights(self.trained_encoder, weights, source)
+        if self.hparams.ema_decay is not None:
+            self.encoder.load_state_dict(self.trained_encoder.state_dict())
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """One EMA step of ``encoder``/``head`` towards the trained weights; buffers are copied."""
+        n = int(self.ema_updates)
+        decay = min(float(self.hparams.ema_decay), (1 + n) / (10 + n))
+        for average, trained in ((self.encoder, self.online["encoder"]), (self.head, self.online["head"])):
+            for p_avg, p in zip(average.parameters(), trained.parameters()):
+                p_avg.lerp_(p, 1.0 - decay)
+            for b_avg, b in zip(average.buffers(), trained.buffers()):
+                b_avg.copy_(b)
+        self.ema_updates += 1
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.hparams.ema_decay is not None:
+            self.update_average()
+
+    # -- freezing --
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        """Freeze (no gradients, eval mode) or unfreeze the trained encoder; its optimiser groups stay."""
+        self.encoder_frozen = frozen
+        self.trained_encoder.requires_grad_(not frozen)
+        self.trained_encoder.train(self.training and not frozen)
+
+    def train(self, mode: bool = True) -> FinetuneTask:
+        super().train(mode)
+        if self.encoder_frozen:
+            self.trained_encoder.eval()  # no dropout or batch-statistics updates while frozen
+        return self
+
+    def on_fit_start(self) -> None:
+        strategy = self.trainer.strategy
+        find_unused = getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters", False)
+        if (
+            self.current_epoch < self.hparams.freeze_epochs
+            and self.trainer.world_size > 1
+            and not find_unused
+        ):
+            raise ValueError(
+                "task.freeze_epochs > 0 under DDP leaves the encoder without gradients in the first epochs, "
+                "which DDP refuses: add trainer.strategy=ddp_find_unused_parameters_true"
+            )
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        # From the epoch being run, so a resumed run is frozen exactly when the original was.
+        self.set_encoder_frozen(self.current_epoch < self.hparams.freeze_epochs)
+
+    def parameter_groups(self) -> list[dict]:
+        """The head at ``lr``, then the encoder's blocks with layer decay, frozen or not (so unfreezing needs
+        no new optimiser; a frozen parameter has no gradient and the optimiser skips it)."""
+        lr = float(self.optimizer_config.get("lr", 1e-3))
+        encoder = self.trained_encoder
+        flags = [p.requires_grad for p in encoder.parameters()]
+        encoder.requires_grad_(True)
+        try:
+            groups = layer_decay_groups(encoder, lr, self.hparams.layer_decay)
+        finally:
+            for p, flag in zip(encoder.parameters(), flags):
+                p.requires_grad_(flag)
+        return [{"params": list(self.trained_head.parameters()), "lr": lr}, *groups]
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        if not self.hparams.early_stopping:
+            return []
+        return [pl.callbacks.EarlyStopping(**{"mode": "min", **plain(self.hparams.early_stopping)})]
+
+    # -- data --
+    def targets_of(self, batch) -> Tensor:
+        """Targets [B, T] stacked in the order of ``targets``."""
+        return torch.stack([getattr(batch, name).view(-1) for name in self.hparams.targets], dim=1)
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = self.trainer.datamodule
+        test_set = getattr(datamodule, "test_set", None)
+        if test_set is None or not len(test_set):
+            raise ValueError(
+                "task=finetune scores a held-out test split, but the test split is empty: give "
+                "data.fractions a test part (e.g. [0.8,0.1,0.1]) or a split file with test entries"
+            )
+        train_set = datamodule.train_set
+        graphs = [train_set[i] for i in range(len(train_set))]
+        values = torch.cat([self.targets_of(g) for g in graphs]).double()  # [n, T]
+        if self.hparams.kind == "classification":
+            _check_labels(values[:, 0], self.hparams.num_classes, self.hparams.targets[0])
+            return
+        if self.hparams.readout == "sum":
+            values = values / torch.tensor([[g.z.numel()] for g in graphs], dtype=values.dtype)
+        self.target_mean.copy_(values.mean(0))
+        self.target_std.copy_(
+            values.std(0).clamp_min(1e-8) if len(values) > 1 else torch.ones_like(values[0])
+        )
+
+    # -- model --
+    def _outputs(self, batch, encoder: nn.Module, head: nn.Module) -> Tensor:
+        """Standardised predictions [B, T] (per atom for ``sum``), or logits [B, C]."""
+        features = encoder(batch)  # [N, D]
+        if self.hparams.readout == "mean":
+            return head(encoder.readout(features, batch))  # [B, out]
+        per_atom = head(features)  # [N, out]
+        # [B, out]: the mean contribution; to_units multiplies by the atom count, which makes it a sum
+        return scatter(per_atom, graph_index(batch), dim=0, dim_size=batch.num_graphs, reduce="mean")
+
+    def _atoms(self, batch) -> Tensor:
+        """Atoms per structure [B, 1]."""
+        return torch.bincount(graph_index(batch), minlength=batch.num_graphs).unsqueeze(1)  # [B, 1]
+
+    def to_units(self, outputs: Tensor, batch) -> Tensor:
+        """Standardised outputs [B, T] -> predictions in target units [B, T]."""
+        values = outputs * self.target_std + self.target_mean
+        return values * self._atoms(batch) if self.hparams.readout == "sum" else values
+
+    def forward(self, batch) -> Tensor:
+        """Predictions of the evaluated weights: [B, T] in target units, or logits [B, C]."""
+        outputs = self._outputs(batch, self.encoder, self.head)
+        return outputs if self.hparams.kind == "classification" else self.to_units(outputs, batch)
+
+    def _step(self, batch, stage: str) -> Tensor:
+        training = stage == "train"
+        encoder, head = (self.trained_encoder, self.trained_head) if training else (self.encoder, self.head)
+        y = self.targets_of(batch)  # [B, T]
+        out = self._outputs(batch, encoder, head)
+        options = {"batch_size": len(y), "on_epoch": True, "sync_dist": not training}
+        if self.hparams.kind == "classification":
+            labels = y.view(-1).long()
+            loss = F.cross_entropy(out, labels)
+            self.log(f"{stage}/accuracy", (out.argmax(1) == labels).float().mean(), **options)
+        else:
+            per_atom = self._atoms(batch) if self.hparams.readout == "sum" else 1
+            loss = F.mse_loss(out, (y / per_atom - self.target_mean) / self.target_std)
+            mae = (self.to_units(out, batch) - y).abs().mean(0)  # [T]
+            self.log(f"{stage}/mae", mae.mean(), **options)
+            if len(mae) > 1:
+                for name, value in zip(self.hparams.targets, mae):
+                    self.log(f"{stage}/mae_{name}", value, **options)
+        self.log(f"{stage}_loss", loss, prog_bar=True, **options)
+        return loss
+
+    # -- a run --
+    @classmethod
+    def run_setup(cls, cfg) -> tuple[FinetuneTask, dict]:
+        """Build from a run config: ``task.checkpoint`` (a file or a shipped name) or, when null, a fresh
+        encoder of ``cfg.encoder`` initialised with ``task.seed``."""
+        task_cfg = plain(cfg.task)
+        task_cfg.pop("_target_")
+        checkpoint = task_cfg.pop("checkpoint", None)
+        targets = list(cfg.data.targets or [])
+        if not targets:
+            raise ValueError("task=finetune needs data.targets=[name,...] (the properties to fine-tune on)")
+        encoder_cfg, weights = plain(cfg.encoder), None
+        if checkpoint:
+            encoder_cfg, weights = pretrained_encoder(str(checkpoint))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(task_cfg.get("seed", 0)))
+            module = cls(encoder=encoder_cfg, targets=targets, **task_cfg)
+        if weights is not None:
+            module.start_from(weights, str(checkpoint))
+        return module, {}
+
+    def after_fit(self, trainer: pl.Trainer, datamodule, metrics, output_dir: Path) -> None:
+        """Score the test split with the evaluated weights next to the composition baselines; parity plots."""
+        if not trainer.is_global_zero:
+            return
+        report = finetune_report(self, datamodule, Path(output_dir))
+        for key, value in report.items():
+            metrics.add(key, value)
+
+
+def _check_options(
+    targets: list[str], kind: str, readout: str, layer_decay: float, freeze_epochs: int, ema_decay
+) -> None:
+    """Clear errors for options that cannot work together."""
+    if not targets:
+        raise ValueError("FinetuneTask needs at least one target")
+    if kind not in ("regression", "classification"):
+        raise ValueError(f"finetune kind must be 'regression' or 'classification', not {kind!r}")
+    if readout not in ("mean", "sum"):
+        raise ValueError(f"finetune readout must be 'mean' (intensive) or 'sum' (extensive), not {readout!r}")
+    if kind == "classification" and (len(targets) != 1 or readout != "mean"):
+        raise ValueError("classification fine-tuning takes exactly one target and readout='mean'")
+    if not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
+    if freeze_epochs < 0:
+        raise ValueError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
+
+
+def _check_labels(labels: Tensor, num_classes: int, name: str) -> None:
+    bad = (labels != labels.round()) | (labels < 0) | (labels >= num_classes)
+    if bool(bad.any()):
+        raise ValueError(
+            f"target {name!r}: classification needs integer labels 0..{num_classes - 1} (task.num_classes), "
+            f"found {labels[bad][0].item()}"
+        )
+
+
+def finetune_report(module: FinetuneTask, datamodule, output_dir: Path) -> dict[str, Any]:
+    """Test metrics of the evaluated weights per target, a parity plot (or confusion matrix) per target, and
+    the composition baselines on the same split (fine-tuning beats a probe on the model's own embeddings by
+    construction, so those are left out).
+
+    Returns:
+        ``{"finetune": {"split": ..., target: metrics + ratio to the best composition baseline},
+        "baselines": composition_report(...)}``.
+    """
+    from contrast.probes import classification_metrics, confusion_matrix_plot, parity_plot, regression_metrics
+    from contrast.probes.report import composition_report, graph_labels
+
+    hp = module.hparams
+    train = [datamodule.train_set[i] for i in range(len(datamodule.train_set))]  # read each graph once
+    test = [datamodule.test_set[i] for i in range(len(datamodule.test_set))]
+    y = graph_labels(test, hp.targets)  # [m, T]
+    out = predict(module, test).numpy()  # [m, T] or logits [m, C]
+    baselines = composition_report(train, test, hp.targets, hp.kind, hp.seed)
+    scores: dict[str, Any] = {"split": {"train": len(train), "test": len(test)}}
+    for t, name in enumerate(hp.targets):
+        plots = output_dir / f"plots_{name}"
+        composition = [
+            (f"{fs}/{probe}", m) for fs, probes in baselines[name].items() for probe, m in probes.items()
+        ]
+        if hp.kind == "regression":
+            scores[name] = regression_metrics(y[:, t], out[:, t])
+            parity_plot(y[:, t], out[:, t], plots / "finetune_parity.png", title=f"fine-tuned: {name}")
+            best, metrics = min(composition, key=lambda item: item[1]["mae"])
+            ratio = scores[name]["mae"] / metrics["mae"] if metrics["mae"] > 0 else float("inf")
+            scores[name].update(best_composition=best, vs_best_composition=float(ratio))
+        else:
+            proba = torch.softmax(torch.from_numpy(out), dim=1).numpy()
+            labels = out.argmax(1)
+            classes = np.arange(hp.num_classes)
+            scores[name] = classification_metrics(y[:, t], labels, proba, classes, labels=classes)
+            confusion_matrix_plot(
+                y[:, t], labels, plots / "finetune_confusion.png", title=f"fine-tuned: {name}"
+            )
+            best, metrics = max(composition, key=lambda item: item[1]["accuracy"])
+            scores[name].update(best_composition=best, best_composition_accuracy=metrics["accuracy"])
+    return {"finetune": scores, "baselines": baselines}
+
+
+@torch.no_grad()
+def predict(module: FinetuneTask, graphs, batch_size: int = 64) -> Tensor:
+    """Predictions of the evaluated weights for a list of graphs: [n, T] in target units, or logits [n, C]."""
+    from torch_geometric.loader import DataLoader
+
+    was_training = module.training
+    module.eval()
+    device = module.target_mean.device
+    rows = [module(batch.to(device)).cpu().double() for batch in DataLoader(graphs, batch_size=batch_size)]
+    module.train(was_training)
+    return torch.cat(rows)
