@@ -24,6 +24,7 @@ Outputs, in the Hydra run directory (``runs/evaluate/<date_time>`` by default, o
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -95,6 +96,7 @@ def evaluate(
     if pooling is not None:
         from contrast.nn.base import check_pooling
 
+        encoder = copy.deepcopy(encoder)  # the caller's encoder keeps its own readout
         encoder.pooling = check_pooling(pooling)
     data = SuiteData(specs, data_dir, encoder.cutoff, cache_dir)
     tasks: dict[str, Any] = {}

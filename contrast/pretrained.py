@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,6 +24,7 @@ __all__ = [
     "load_energy_model",
     "pretrained_models",
     "checkpoint_path",
+    "check_graph_cutoff",
 ]
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -126,14 +128,17 @@ def _graphs(structures, cutoff: float, dtype: torch.dtype) -> Sequence:
 
 
 def check_graph_cutoff(graphs: Sequence, cutoff: float) -> None:
-    """Check that prebuilt graphs hold exactly the edges of ``cutoff`` (an independent neighbour search).
+    """Check that prebuilt graphs hold exactly the edges of ``cutoff`` (an independent neighbour search on up
+    to 16 graphs spread over the list).
 
     Raises:
         ValueError: naming the first graph whose edges belong to another cutoff.
     """
     from contrast.data.graph import CrystalArrays, graph_edges
 
-    for index, graph in enumerate(graphs):
+    # Graphs of one list are built alike: a spread of up to 16 of them shows a wrong cutoff at a small cost.
+    for index in sorted(set(np.linspace(0, len(graphs) - 1, min(len(graphs), 16)).round().astype(int))):
+        graph = graphs[int(index)]
         crystal = CrystalArrays(
             z=graph.z.detach().cpu().numpy().astype("int64"),
             pos=graph.pos.detach().cpu().double().numpy(),

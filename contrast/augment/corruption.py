@@ -2,7 +2,7 @@
 
 Unlike the view transforms (per structure, in the DataLoader workers), these act on a collated batch
 inside the training step and return what was hidden, so the loss can ask the model to recover it. The
-neighbour list is kept: a displacement of a few hundredths of an Å changes edge lengths, not which pairs are
+neighbour list is kept: a displacement of about 0.1 Å changes edge lengths, hardly which pairs are
 neighbours, apart from pairs right at the cutoff, where the envelope already takes an edge's weight to zero.
 """
 

@@ -52,7 +52,9 @@ def fit_mlp_probe(
         "alpha": 1e-4,
         "learning_rate_init": 1e-3,
         "max_iter": 500,
-        "early_stopping": len(X_train) >= MIN_EARLY_STOPPING,
+        # the early-stopping part is stratified by class: every class needs two training rows
+        "early_stopping": len(X_train) >= MIN_EARLY_STOPPING
+        and (task == "regression" or np.unique(y_train, return_counts=True)[1].min() >= 2),
         "n_iter_no_change": 20,
         "random_state": seed,
     }

@@ -60,6 +60,9 @@ def layer_decay_groups(encoder: nn.Module, lr: float, decay: float) -> list[dict
     """
     groups = []
     blocks = encoder.blocks()
+    covered = [id(p) for modules in blocks for module in modules for p in module.parameters()]
+    if sorted(covered) != sorted(id(p) for p in encoder.parameters()):
+        raise ValueError(f"{type(encoder).__name__}.blocks() must hold every parameter exactly once")
     for depth, modules in enumerate(reversed(blocks), start=1):
         params = [p for module in modules for p in module.parameters() if p.requires_grad]
         if params:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from contrast.augment.corruption import displace_atoms, mask_species
+from contrast.augment.views import view_seed
 from contrast.losses import alignment, embedding_std, positive_negative_similarity, uniformity
 from contrast.losses.pretext import denoising_loss, masked_species_loss
 from contrast.nn.pretext import DisplacementHead, SpeciesHead
@@ -81,8 +82,10 @@ class ContrastiveTask(TaskModule):
         if self.objectives["denoising"]["weight"] > 0:
             self.displacement_head = DisplacementHead(width, cutoff=self.encoder.cutoff)
         if self.objectives["masking"]["weight"] > 0:
-            species = getattr(getattr(self.encoder, "embedding", None), "num_embeddings", 101)
-            self.species_head = SpeciesHead(width, num_species=species)
+            embedding = getattr(self.encoder, "embedding", None)
+            if not isinstance(embedding, torch.nn.Embedding):
+                raise ValueError("masked-species prediction needs an encoder with an `embedding` of species")
+            self.species_head = SpeciesHead(width, num_species=embedding.num_embeddings)
 
     def forward(self, batch) -> Tensor:
         """Graph embeddings [B, D] (what probes and ``contrast.embed`` use)."""
@@ -102,16 +105,19 @@ class ContrastiveTask(TaskModule):
         return groups
 
     def _corruption_generator(self, view_a, stage: str) -> torch.Generator:
-        """Training draws from (seed, step), so a resumed run corrupts alike; validation and test from the
-        batch's dataset indices, so their losses compare epochs, not draws."""
-        seed = int(self.objectives["seed"])
-        if stage == "train":
-            key = [seed, 0, int(self.global_step)]
-        else:
-            idx = getattr(view_a, "idx", None)
-            key = [seed, 1 + ("val", "test").index(stage) if stage in ("val", "test") else 3]
-            key.append(int(idx.view(-1)[0]) * 1_000_003 + int(idx.numel()) if idx is not None else 0)
-        return torch.Generator().manual_seed(hash(tuple(key)) & 0x7FFF_FFFF_FFFF_FFFF)
+        """A generator keyed by the batch's dataset indices (and the epoch while training): each rank and
+        micro-batch draws its own corruptions, a resumed run draws the same ones, and validation and test
+        draw the same ones every epoch, so their losses compare epochs, not draws."""
+        idx = getattr(view_a, "idx", None)
+        if idx is not None:
+            idx = idx.view(-1).long()
+            batch_key = (int(idx.sum()) * 1_000_003 + int(idx[0]) * 7_919 + int(idx.numel())) % 2**62
+        else:  # graphs without dataset indices: the step and the rank
+            batch_key = int(self.global_step) * 1_024 + int(self.global_rank)
+        stage_key = ("train", "val", "test").index(stage) if stage in ("train", "val", "test") else 3
+        epoch = int(self.current_epoch) if stage == "train" else None
+        seed = view_seed(int(self.objectives["seed"]), epoch, batch_key * 4 + stage_key)
+        return torch.Generator().manual_seed(seed)
 
     def _step(self, views, stage: str) -> Tensor:
         view_a, view_b = views
@@ -172,9 +178,13 @@ class ContrastiveTask(TaskModule):
     def run_setup(cls, cfg) -> tuple[ContrastiveTask, dict]:
         """Build the module from a run config; the data module gets the two-view transform."""
         from hydra.utils import instantiate
+        from omegaconf import OmegaConf, open_dict
 
         task_cfg = plain(cfg.task)
         task_cfg.pop("_target_")
         objectives = plain(cfg.objectives) if cfg.get("objectives") is not None else None
         module = cls(encoder=plain(cfg.encoder), loss=plain(cfg.loss), objectives=objectives, **task_cfg)
+        if OmegaConf.select(cfg, "data.cutoff") is None:  # null: the encoder's own, for the views too
+            with open_dict(cfg):
+                cfg.data.cutoff = module.encoder.cutoff
         return module, {"view_transform": instantiate(cfg.augment)}

@@ -72,3 +72,11 @@ def test_embed_refuses_graphs_built_at_another_cutoff():
         graphs = [contrast.structure_to_graph(c, cutoff=cutoff) for c in crystals]
         with pytest.raises(ValueError, match="graph 0 has .* edges, but .* at the encoder's cutoff of 4.0"):
             contrast.embed(encoder, graphs)
+
+
+@pytest.mark.slow
+def test_a_null_data_cutoff_takes_the_encoders_for_graphs_and_views(tmp_path):
+    run_dir = tmp_path / "run"
+    contrast.run_training([*TINY, "data.cutoff=null", "encoder.cutoff=4.5"], run_dir=run_dir)
+    assert _graph_cutoff(run_dir) == 4.5
+    assert contrast.load_encoder(run_dir / "checkpoints" / "last.ckpt").cutoff == 4.5

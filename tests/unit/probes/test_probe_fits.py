@@ -133,3 +133,13 @@ def test_run_probes_classification(blobs, tmp_path):
     assert (tmp_path / "knn_confusion.png").exists()
     with pytest.raises(ValueError, match="unknown probe"):
         run_probes(X_train, y_train, X_test, y_test, task="classification", probes=["svm"])
+
+
+def test_mlp_probe_fits_a_class_with_a_single_training_example():
+    from contrast.probes.mlp import fit_mlp_probe
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = np.array([0] * 29 + [1])  # class 1 once: no stratified early-stopping part can hold it
+    result = fit_mlp_probe(X, y, X[:5], task="classification")
+    assert result.proba.shape == (5, 2)
