@@ -86,7 +86,10 @@ class ProbeTask(TaskModule):
         return torch.stack([getattr(batch, name).view(-1) for name in self.hparams.targets], dim=1)
 
     def setup(self, stage: str) -> None:
-        if stage != "fit" or self.hparams.kind != "regression":
+        if stage != "fit":
+            return
+        _require_test_split(self.trainer.datamodule)  # before training, not after it
+        if self.hparams.kind != "regression":
             return
         train_set = self.trainer.datamodule.train_set
         values = torch.stack([self.targets_of(train_set[i])[0] for i in range(len(train_set))]).double()
@@ -147,15 +150,20 @@ class ProbeTask(TaskModule):
             return
         from contrast.probes.report import probe_report
 
+        _require_test_split(datamodule)
         train_set, test_set = datamodule.train_set, datamodule.test_set
-        if test_set is None or not len(test_set):
-            raise ValueError(
-                "task=probe scores a held-out test split, but the test split is empty: give data.fractions a "
-                "test part (e.g. [0.8,0.1,0.1]) or a split file with test entries"
-            )
         train = [train_set[i] for i in range(len(train_set))]  # read each graph once
         test = [test_set[i] for i in range(len(test_set))]
         hp = self.hparams
         report = probe_report(self.encoder, train, test, hp.targets, hp.kind, hp.seed, Path(output_dir))
         for key, value in report.items():
             metrics.add(key, value)
+
+
+def _require_test_split(datamodule) -> None:
+    test_set = getattr(datamodule, "test_set", None)
+    if test_set is None or not len(test_set):
+        raise ValueError(
+            "task=probe scores a held-out test split, but the test split is empty: give data.fractions a "
+            "test part (e.g. [0.8,0.1,0.1]) or a split file with test entries"
+        )

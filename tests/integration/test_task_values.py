@@ -90,10 +90,10 @@ def test_probe_report_equals_scikit_learn_on_the_same_features(tmp_path):
 def test_probe_report_refuses_an_empty_test_split(tmp_path):
     module = ProbeTask(encoder=ENCODER, targets=["energy"], optimizer=OPTIMIZER, head={"hidden_dim": 8})
     datamodule = _emt(tmp_path, ["energy"], fractions=(0.9, 0.1, 0.0))
-    trainer = _trainer(1)
-    trainer.fit(module, datamodule=datamodule)
+    with pytest.raises(ValueError, match="the test split is empty"):  # before any training
+        _trainer(1).fit(module, datamodule=datamodule)
     with pytest.raises(ValueError, match="the test split is empty"):
-        module.after_fit(trainer, datamodule, _Metrics(), tmp_path)
+        module.after_fit(_trainer(1), datamodule, _Metrics(), tmp_path)
 
 
 def test_probe_classification_metrics_survive_a_class_missing_from_the_test_split():
