@@ -78,22 +78,38 @@ def probe_report(
     Raises:
         ValueError: an empty training or test part.
     """
-    from contrast.probes.baselines import KNN_NORMALISE
-    from contrast.probes.suite import run_probes
-
     if not len(train) or not len(test):
         raise ValueError(
             f"the probe report needs graphs in both parts, got train {len(train)}, {test_name} {len(test)}"
         )
-    y_train, y_test = graph_labels(train, targets), graph_labels(test, targets)
     features = feature_sets(encoder, train, test, seed)
+    report = _score(features, train, test, targets, kind, seed, output_dir, test_name)
+    if kind == "regression":
+        for name in targets:
+            report[name]["ratios"] = mae_ratios(report[name])
+    return report
+
+
+def _score(
+    features: dict[str, tuple],
+    train: Sequence,
+    test: Sequence,
+    targets: Sequence[str],
+    kind: str,
+    seed: int,
+    output_dir: str | Path | None = None,
+    test_name: str = "test",
+) -> dict[str, Any]:
+    """Every probe on every feature set ``{name: (X_train, X_test)}`` per target (plots of ``pretrained``)."""
+    from contrast.probes.baselines import KNN_NORMALISE
+    from contrast.probes.suite import run_probes
+
+    y_train, y_test = graph_labels(train, targets), graph_labels(test, targets)
     report: dict[str, Any] = {"probe_split": {"train": len(train), test_name: len(test)}}
     for t, name in enumerate(targets):
         per_target: dict[str, Any] = {}
         for feature_name, (x_train, x_test) in features.items():
-            plots = (
-                Path(output_dir) / f"plots_{name}" if output_dir and feature_name == "pretrained" else None
-            )
+            plotted = output_dir is not None and feature_name == "pretrained"
             per_target[feature_name] = run_probes(
                 x_train,
                 y_train[:, t],
@@ -102,11 +118,9 @@ def probe_report(
                 kind,
                 seed,
                 probes=REPORT_PROBES,
-                plot_dir=plots,
+                plot_dir=Path(output_dir) / f"plots_{name}" if plotted else None,
                 knn_normalise=KNN_NORMALISE.get(feature_name, "standard"),  # l2 rows for sparse fractions
             )
-        if kind == "regression":
-            per_target["ratios"] = mae_ratios(per_target)
         report[name] = per_target
     return report
 
@@ -128,33 +142,16 @@ def composition_report(
     Raises:
         ValueError: an empty training or test part.
     """
-    from contrast.probes.baselines import KNN_NORMALISE, composition_features
-    from contrast.probes.suite import run_probes
+    from contrast.probes.baselines import composition_features
 
     if not len(train) or not len(test):
         raise ValueError(
             f"the composition baselines need graphs in both parts, got {len(train)}, {len(test)}"
         )
-    y_train, y_test = graph_labels(train, targets), graph_labels(test, targets)
     features = {
         name: (composition_features(train, name), composition_features(test, name)) for name in COMPOSITION
     }
-    report: dict[str, Any] = {"probe_split": {"train": len(train), "test": len(test)}}
-    for t, name in enumerate(targets):
-        report[name] = {
-            feature_name: run_probes(
-                x_train,
-                y_train[:, t],
-                x_test,
-                y_test[:, t],
-                kind,
-                seed,
-                probes=REPORT_PROBES,
-                knn_normalise=KNN_NORMALISE.get(feature_name, "standard"),
-            )
-            for feature_name, (x_train, x_test) in features.items()
-        }
-    return report
+    return _score(features, train, test, targets, kind, seed)
 
 
 def mae_ratios(per_target: dict[str, Any]) -> dict[str, dict[str, float]]:
