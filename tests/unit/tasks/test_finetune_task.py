@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 
 import contrast
 from contrast.data.datamodule import CrystalDataModule
-from contrast.tasks.finetune import FinetuneTask, predict
+from contrast.tasks.finetune import FinetuneTask
+from contrast.tasks.finetune_report import predict
 
 CUTOFF = 4.0
 ENCODER = {
