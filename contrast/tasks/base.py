@@ -94,6 +94,27 @@ def load_encoder_weights(encoder: nn.Module, weights: dict[str, torch.Tensor], s
         raise CheckpointError(f"encoder weights do not fit: {error}", source) from None
 
 
+def graph_targets(batch, names: Iterable[str]) -> torch.Tensor:
+    """Graph-level targets [B, T] of a batch, stacked in the order of ``names``."""
+    return torch.stack([getattr(batch, name).view(-1) for name in names], dim=1)
+
+
+def require_test_split(datamodule, task: str) -> None:
+    """Refuse a run that reports test metrics when its test split is empty (before any training)."""
+    test_set = getattr(datamodule, "test_set", None)
+    if test_set is None or not len(test_set):
+        raise ValueError(
+            f"task={task} scores a held-out test split, but the test split is empty: give data.fractions a "
+            "test part (e.g. [0.8,0.1,0.1]) or a split file with test entries"
+        )
+
+
+def standardise_targets(mean: torch.Tensor, std: torch.Tensor, values: torch.Tensor) -> None:
+    """Fill the ``mean`` and ``std`` buffers [T] from training values [n, T] (std 1 for a single row)."""
+    mean.copy_(values.mean(0))
+    std.copy_(values.std(0).clamp_min(1e-8) if len(values) > 1 else torch.ones_like(values[0]))
+
+
 class TaskModule(pl.LightningModule):
     """Base LightningModule: optimiser from config, warm-up + cosine schedule per step, throughput logging.
 

@@ -26,10 +26,13 @@ from contrast.nn.heads import PropertyHead
 from contrast.tasks.base import (
     TaskModule,
     build,
+    graph_targets,
     layer_decay_groups,
     load_encoder_weights,
     plain,
     pretrained_encoder,
+    require_test_split,
+    standardise_targets,
 )
 
 
@@ -185,18 +188,13 @@ class FinetuneTask(TaskModule):
     # -- data --
     def targets_of(self, batch) -> Tensor:
         """Targets [B, T] stacked in the order of ``targets``."""
-        return torch.stack([getattr(batch, name).view(-1) for name in self.hparams.targets], dim=1)
+        return graph_targets(batch, self.hparams.targets)
 
     def setup(self, stage: str) -> None:
         if stage != "fit":
             return
         datamodule = self.trainer.datamodule
-        test_set = getattr(datamodule, "test_set", None)
-        if test_set is None or not len(test_set):
-            raise ValueError(
-                "task=finetune scores a held-out test split, but the test split is empty: give "
-                "data.fractions a test part (e.g. [0.8,0.1,0.1]) or a split file with test entries"
-            )
+        require_test_split(datamodule, "finetune")
         train_set = datamodule.train_set
         graphs = [train_set[i] for i in range(len(train_set))]
         values = torch.cat([self.targets_of(g) for g in graphs]).double()  # [n, T]
@@ -205,10 +203,7 @@ class FinetuneTask(TaskModule):
             return
         if self.hparams.readout == "sum":
             values = values / torch.tensor([[g.z.numel()] for g in graphs], dtype=values.dtype)
-        self.target_mean.copy_(values.mean(0))
-        self.target_std.copy_(
-            values.std(0).clamp_min(1e-8) if len(values) > 1 else torch.ones_like(values[0])
-        )
+        standardise_targets(self.target_mean, self.target_std, values)
 
     # -- model --
     def _outputs(self, batch, encoder: nn.Module, head: nn.Module) -> Tensor:

@@ -16,7 +16,16 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from contrast.nn.heads import PropertyHead
-from contrast.tasks.base import TaskModule, build, load_encoder_weights, plain, pretrained_encoder
+from contrast.tasks.base import (
+    TaskModule,
+    build,
+    graph_targets,
+    load_encoder_weights,
+    plain,
+    pretrained_encoder,
+    require_test_split,
+    standardise_targets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,20 +92,17 @@ class ProbeTask(TaskModule):
 
     def targets_of(self, batch) -> Tensor:
         """Targets [B, T] stacked in the order of ``targets``."""
-        return torch.stack([getattr(batch, name).view(-1) for name in self.hparams.targets], dim=1)
+        return graph_targets(batch, self.hparams.targets)
 
     def setup(self, stage: str) -> None:
         if stage != "fit":
             return
-        _require_test_split(self.trainer.datamodule)  # before training, not after it
+        require_test_split(self.trainer.datamodule, "probe")  # before training, not after it
         if self.hparams.kind != "regression":
             return
         train_set = self.trainer.datamodule.train_set
         values = torch.stack([self.targets_of(train_set[i])[0] for i in range(len(train_set))]).double()
-        self.target_mean.copy_(values.mean(0))
-        self.target_std.copy_(
-            values.std(0).clamp_min(1e-8) if len(values) > 1 else torch.ones_like(values[0])
-        )
+        standardise_targets(self.target_mean, self.target_std, values)
 
     # -- training --
     def forward(self, batch) -> Tensor:
@@ -150,7 +156,7 @@ class ProbeTask(TaskModule):
             return
         from contrast.probes.report import probe_report
 
-        _require_test_split(datamodule)
+        require_test_split(datamodule, "probe")
         train_set, test_set = datamodule.train_set, datamodule.test_set
         train = [train_set[i] for i in range(len(train_set))]  # read each graph once
         test = [test_set[i] for i in range(len(test_set))]
@@ -158,12 +164,3 @@ class ProbeTask(TaskModule):
         report = probe_report(self.encoder, train, test, hp.targets, hp.kind, hp.seed, Path(output_dir))
         for key, value in report.items():
             metrics.add(key, value)
-
-
-def _require_test_split(datamodule) -> None:
-    test_set = getattr(datamodule, "test_set", None)
-    if test_set is None or not len(test_set):
-        raise ValueError(
-            "task=probe scores a held-out test split, but the test split is empty: give data.fractions a "
-            "test part (e.g. [0.8,0.1,0.1]) or a split file with test entries"
-        )
