@@ -17,7 +17,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from contrast.runtime import tune_cpu_allocator
-from contrast.tasks.callbacks import MetricsJSON
+from contrast.tasks.callbacks import MetricsJSON, RestoreBest
 
 log = logging.getLogger("contrast.train")
 
@@ -117,10 +117,14 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     trainer = build_trainer(cfg, output_dir, metrics)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg, output_dir))
+    _save_restored_best(trainer, output_dir, metrics)
     if cfg.get("test_after_fit") and _has_test_split(datamodule):
         trainer.test(module, datamodule=datamodule, verbose=False)
     if getattr(datamodule, "leakage", None):
         metrics.add("leakage_guard", datamodule.leakage)
+    sources = datamodule.source_report() if hasattr(datamodule, "source_report") else None
+    if sources:
+        metrics.add("sources", sources)  # per source: size, splits, probability, structures drawn
     if hasattr(module, "after_fit"):
         module.after_fit(trainer, datamodule, metrics, output_dir)
     metrics.write(trainer)
@@ -128,6 +132,22 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     if trainer.is_global_zero:
         _report(summary, output_dir)
     return summary
+
+
+def _save_restored_best(trainer: pl.Trainer, output_dir: Path, metrics: MetricsJSON) -> None:
+    """When a task restored its best validation weights after fitting, save them as ``checkpoints/best.ckpt``
+    (``last.ckpt`` keeps the last epoch's, for resuming) and say which epoch they are from."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, RestoreBest) and callback.best_state is not None:
+            trainer.save_checkpoint(output_dir / "checkpoints" / "best.ckpt")
+            metrics.add(
+                "restored_best",
+                {
+                    "epoch": callback.best_epoch,
+                    callback.monitor: callback.best_value,
+                    "checkpoint": "best.ckpt",
+                },
+            )
 
 
 def _has_test_split(datamodule) -> bool:

@@ -115,6 +115,23 @@ def standardise_targets(mean: torch.Tensor, std: torch.Tensor, values: torch.Ten
     std.copy_(values.std(0).clamp_min(1e-8) if len(values) > 1 else torch.ones_like(values[0]))
 
 
+def plateau_scheduler(optimizer: torch.optim.Optimizer, config: Mapping) -> dict:
+    """Lightning's scheduler entry for a learning rate multiplied by ``factor`` whenever ``monitor`` (default
+    ``val_loss``) has not improved for ``patience`` validations, down to ``min_lr_ratio`` times the start.
+
+    For runs ended by a wall-clock budget (``trainer.max_time``), where a cosine schedule's length is unknown.
+    """
+    minimum = [float(config.get("min_lr_ratio", 0.0)) * group["lr"] for group in optimizer.param_groups]
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer,
+        mode="min",
+        factor=float(config.get("factor", 0.5)),
+        patience=int(config.get("patience", 10)),
+        min_lr=minimum,
+    )
+    return {"scheduler": scheduler, "monitor": config.get("monitor", "val_loss"), "interval": "epoch"}
+
+
 class TaskModule(pl.LightningModule):
     """Base LightningModule: optimiser from config, warm-up + cosine schedule per step, throughput logging.
 
@@ -148,6 +165,14 @@ class TaskModule(pl.LightningModule):
         optimizer = get_class(config.pop("_target_"))(self.parameter_groups(), **config)
         if not self.scheduler_config:
             return optimizer
+        kind = self.scheduler_config.get("kind", "cosine")
+        if kind == "plateau":
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": plateau_scheduler(optimizer, self.scheduler_config),
+            }
+        if kind != "cosine":
+            raise ValueError(f"scheduler.kind must be 'cosine' or 'plateau', got {kind!r}")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         max_epochs = max(1, self.trainer.max_epochs or 1)
         warmup = int(self.scheduler_config.get("warmup_epochs", 0) * total / max_epochs)
@@ -162,6 +187,9 @@ class TaskModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(epoch)
+        # Several sources: the share of each in this epoch's draw (all ranks) next to its probability.
+        for key, value in (datamodule.source_mix(epoch) if hasattr(datamodule, "source_mix") else {}).items():
+            self.log(key, value, on_step=False, on_epoch=True, batch_size=1)
         loader = self.trainer.train_dataloader
         batch_sampler = getattr(loader, "batch_sampler", None)
         for sampler in (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None)):

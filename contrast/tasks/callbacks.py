@@ -78,3 +78,50 @@ class MetricsJSON(pl.Callback):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.summary(), indent=2))
+
+
+class RestoreBest(pl.Callback):
+    """Keeps a copy of the module's weights at its best validation value and restores them when fitting ends,
+    so that the test split and the saved model are scored with the best epoch's weights, not the last.
+
+    Args:
+        monitor: the logged validation metric, e.g. ``val_loss``.
+        mode: ``min`` or ``max``.
+
+    ``best_epoch`` and ``best_value`` say what was restored (None before any validation). A copy lives in CPU
+    memory (one state dict), and it is part of the callback's state, so a resumed run keeps its best.
+    """
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "min"):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def _better(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        return value < self.best_value if self.mode == "min" else value > self.best_value
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = _scalar(trainer.callback_metrics.get(self.monitor))
+        if value is None or not self._better(value):
+            return
+        self.best_value, self.best_epoch = value, int(trainer.current_epoch)
+        self.best_state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.best_state is not None:
+            pl_module.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_value = state_dict.get("best_value")
+        self.best_epoch = state_dict.get("best_epoch")
+        self.best_state = state_dict.get("best_state")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
@@ -17,6 +18,7 @@ from contrast.tasks.base import (
     plain,
     pretrained_encoder,
 )
+from contrast.tasks.callbacks import RestoreBest
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,15 @@ class EnergyTask(TaskModule):
         freeze_encoder: train the head only.
         layer_decay: learning-rate multiplier per encoder block, counted down from the head
             (1.0: one learning rate; 0.8: the last layer gets 0.8x, the one before 0.64x, ...).
-        fit_references: fit per-element reference energies and the per-atom scale on the training set.
+        fit_references: fit per-element reference energies and the per-atom shift and scale on the training
+            set.
+        energy_scale: what sets the head's per-atom scale: ``forces`` (the RMS force component of the
+            training set, eV/Å times 1 Å: the size of energy changes that forces resolve), ``energy`` (the
+            std of the residual energy per atom, tiny on single-element sets, where it makes the head's
+            outputs, and their gradients, the forces, too small to fit), or ``auto`` (``forces`` when
+            forces are trained on).
+        restore_best: after fitting, restore the weights of the validation with the lowest ``val_loss``
+            (the test split, the saved ``best.ckpt`` and the report use them).
         task: the task name stored in the checkpoint.
     """
 
@@ -47,8 +57,12 @@ class EnergyTask(TaskModule):
         freeze_encoder: bool = False,
         layer_decay: float = 1.0,
         fit_references: bool = True,
+        energy_scale: str = "auto",
+        restore_best: bool = True,
         task: str = "energy",
     ):
+        if energy_scale not in ("auto", "forces", "energy"):
+            raise ValueError(f"energy_scale must be 'auto', 'forces' or 'energy', got {energy_scale!r}")
         super().__init__()
         self.save_hyperparameters()
         encoder_module = build(encoder)
@@ -77,8 +91,23 @@ class EnergyTask(TaskModule):
         graphs = [train_set[i] for i in range(len(train_set))]
         z_list = [graph.z for graph in graphs]
         energies = torch.cat([graph.energy.reshape(1) for graph in graphs])
-        self.model.head.fit_reference_energies(z_list, energies)
-        log.info("fitted per-element reference energies on %d structures", len(z_list))
+        head = self.model.head
+        head.fit_reference_energies(z_list, energies)
+        scale = self.hparams.energy_scale
+        if scale == "forces" or (scale == "auto" and self.loss_weights["forces"] > 0):
+            forces = torch.cat([graph.forces.reshape(-1) for graph in graphs]).double()
+            rms = float(forces.pow(2).mean().sqrt())
+            if rms > 1e-12:
+                head.scale.fill_(rms)
+        log.info(
+            "fitted per-element reference energies on %d structures; per-atom shift %.4g eV, scale %.4g eV",
+            len(z_list),
+            float(head.shift),
+            float(head.scale),
+        )
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [RestoreBest("val_loss", "min")] if self.hparams.restore_best else []
 
     @property
     def _needs_stress(self) -> bool:

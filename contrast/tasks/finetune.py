@@ -34,6 +34,7 @@ from contrast.tasks.base import (
     require_test_split,
     standardise_targets,
 )
+from contrast.tasks.callbacks import RestoreBest
 
 
 class FinetuneTask(TaskModule):
@@ -60,6 +61,8 @@ class FinetuneTask(TaskModule):
             ``min(ema_decay, (1 + n) / (10 + n))`` so that the average forgets the initial head quickly.
         early_stopping: keyword arguments of Lightning's ``EarlyStopping`` (e.g. ``monitor``, ``patience``),
             or None.
+        restore_best: after fitting, restore the weights of the validation with the lowest ``val_loss``, so
+            the test report, ``best.ckpt`` and a published encoder use the best epoch, not the last.
         seed: seeds the fresh encoder and the baseline probes.
         task: the task name stored in the checkpoint.
     """
@@ -78,6 +81,7 @@ class FinetuneTask(TaskModule):
         freeze_epochs: int = 0,
         ema_decay: float | None = None,
         early_stopping: dict | None = None,
+        restore_best: bool = True,
         seed: int = 0,
         task: str = "finetune",
     ):
@@ -181,9 +185,14 @@ class FinetuneTask(TaskModule):
         return [{"params": list(self.trained_head.parameters()), "lr": lr}, *groups]
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        if not self.hparams.early_stopping:
-            return []
-        return [pl.callbacks.EarlyStopping(**{"mode": "min", **plain(self.hparams.early_stopping)})]
+        callbacks: list[pl.Callback] = []
+        if self.hparams.early_stopping:
+            callbacks.append(
+                pl.callbacks.EarlyStopping(**{"mode": "min", **plain(self.hparams.early_stopping)})
+            )
+        if self.hparams.restore_best:
+            callbacks.append(RestoreBest("val_loss", "min"))
+        return callbacks
 
     # -- data --
     def targets_of(self, batch) -> Tensor:

@@ -202,7 +202,7 @@ def test_a_resumed_run_restores_the_frozen_state(structures, tmp_path, freeze_ep
 def test_ema_weights_are_evaluated_and_saved(structures, tmp_path):
     data = _data(structures, ["au_fraction"])
     checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    module = _task(ema_decay=0.9)
+    module = _task(ema_decay=0.9, restore_best=False)  # the last step's average, as saved in last.ckpt
     trainer = _trainer(3, [checkpoints], enable_checkpointing=True)
     trainer.fit(module, datamodule=data)
     assert int(module.ema_updates) == trainer.global_step > 0
@@ -337,3 +337,28 @@ def test_composition_report_equals_the_probe_reports_baselines(structures):
     alone = composition_report(train, test, ["au_count"], seed=1)
     assert alone["probe_split"] == full["probe_split"]
     assert alone["au_count"] == {name: full["au_count"][name] for name in ("fractions", "statistics")}
+
+
+def test_the_best_validation_weights_are_restored_after_fitting(structures):
+    """Weights spoilt after the second epoch: the weights after fitting are the best epoch's, and validating
+    them again gives the best val_loss seen during training."""
+    data = _data(structures, ["au_fraction"])
+    history = []
+
+    class SpoilAndRecord(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch >= 2:
+                with torch.no_grad():
+                    for p in pl_module.head.parameters():
+                        p.add_(torch.randn_like(p))
+
+        def on_validation_end(self, trainer, pl_module):
+            history.append(float(trainer.callback_metrics["val_loss"]))
+
+    module = _task(restore_best=True)
+    trainer = _trainer(5, [SpoilAndRecord()])
+    trainer.fit(module, datamodule=data)
+    best = min(history)
+    assert history[-1] > best  # the run got worse after its best epoch, so restoring matters
+    (again,) = trainer.validate(module, datamodule=data, verbose=False)
+    assert again["val_loss"] == pytest.approx(best, rel=1e-5)

@@ -1,0 +1,55 @@
+"""``experiment=mlearn``: the interatomic-potential preset composes, trains on an energy + forces file, scales
+the head by the training forces and keeps the best validation weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+import contrast
+from contrast.data.emt import emt_structures
+from contrast.data.splits import load_split
+
+
+def _labelled_file(path, n: int = 24) -> list:
+    frames = []
+    for atoms in emt_structures(num_structures=n, seed=3, elements=["Cu"]):
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        frames.append(atoms)
+    write(path, frames, format="extxyz")
+    return frames
+
+
+def test_mlearn_preset_trains_one_epoch_with_force_scaled_head(tmp_path):
+    data = tmp_path / "Cu_train.extxyz"
+    frames = _labelled_file(data)
+    run_dir = tmp_path / "run"
+    summary = contrast.run_training(
+        [
+            "experiment=mlearn",
+            f"data.path={data}",
+            "logger=none",
+            "trainer.max_epochs=1",
+            "encoder.hidden_dim=16",
+            "encoder.num_layers=2",
+        ],
+        run_dir=run_dir,
+    )
+    config = (run_dir / "config.yaml").read_text()
+    assert "kind: plateau" in config and "max_time: 00:00:30:00" in config
+    last = summary["last_epoch"]
+    assert np.isfinite(last["val/energy_mae_per_atom"]) and np.isfinite(last["val/force_mae"])
+    assert summary["restored_best"]["epoch"] == 0
+    best = run_dir / "checkpoints" / "best.ckpt"
+    assert best.exists()
+    # the head's per-atom scale is the RMS force component of the training part (checked independently)
+    train = load_split(run_dir / "splits.json")["train"]
+    forces = np.concatenate([frames[i].get_forces().ravel() for i in train])
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    np.testing.assert_allclose(float(state["model.head.scale"]), np.sqrt(np.mean(forces**2)), rtol=1e-5)
+    assert json.loads((run_dir / "metrics.json").read_text())["restored_best"]["checkpoint"] == "best.ckpt"
