@@ -3,14 +3,14 @@
     python benchmarks/label_efficiency.py --data-dir ../shared/data --checkpoint painn-mp-cpu \
         --out runs/label_efficiency [--fractions 0.01 0.05 0.1 0.25 1.0] [--seeds 0 1] [--steps 300]
 
-For each task of the probe suite named by ``--tasks`` (default: MP formation energy, MP band gap, perov_5
-heat of formation), the suite's own split gives a training pool and a test part (``conf/suite/default.yaml``:
-the MP test formulas were never seen in pretraining). A fixed validation part (``--val`` structures, seeded)
-is carved from the pool once; each labelled fraction is a seeded subsample of the rest, nested across fractions. Every
-(task, fraction, seed) is fine-tuned twice with ``python -m contrast.train task=finetune`` (the user's path,
-with a ``splits.json`` of ids): once from ``--checkpoint`` and once from a freshly initialised encoder of the
-same architecture and readout. Both get the same budget: ``--steps`` optimiser steps of ``--batch-size``,
-validation every ``--val-every`` steps, and the weights of the lowest validation loss are tested.
+For each task of the probe suite named by ``--tasks`` (default: MP formation energy, MP band gap, perov_5 heat
+of formation), the suite's own split gives a training pool and a test part (``conf/suite/default.yaml``: the
+MP test formulas were never seen in pretraining). A fixed validation part (``--val`` structures, seeded) is
+carved from the pool once; each labelled fraction is a seeded subsample of the rest, nested across fractions.
+Every (task, fraction, seed) is fine-tuned twice with ``python -m contrast.train task=finetune`` (the user's
+path, with a ``splits.json`` of ids): once from ``--checkpoint`` and once from a freshly initialised encoder
+of the same architecture and readout. Both get the same budget: ``--steps`` optimiser steps of ``--batch-
+size``, validation every ``--val-every`` steps, and the weights of the lowest validation loss are tested.
 
 Writes ``<out>/results.json`` (every run's test MAE and its run directory), ``<out>/label_efficiency.md`` (the
 table: seed-mean MAE per start and the ratio pretrained / scratch) and ``<out>/label_efficiency.png`` (MAE
