@@ -59,6 +59,7 @@ def evaluate(
     goals: Sequence[float] = (0.85, 0.75),
     threads: int | None = None,
     pooling: str | None = None,
+    scored: str = "test",
 ) -> dict[str, Any]:
     """Score an encoder on each task of a suite; write ``results.json``, ``results.md`` and ``ratios.png``.
 
@@ -73,6 +74,8 @@ def evaluate(
         threads: CPU threads of torch and the BLAS/OpenMP pools while it runs (None: leave them as they are).
         pooling: the graph readout to probe with (e.g. ``mean+std+max``; None: the encoder's own). The fresh
             encoder baseline is a copy of the encoder, so it is read out the same way.
+        scored: ``test`` (the reported numbers) or ``val``: score each task's validation part instead, to
+            choose a recipe or readout without the test parts (:meth:`contrast.suite.SuiteData.task_graphs`).
 
     Returns:
         The content of ``results.json``: ``suite``, ``checkpoint``, ``encoder``, ``data_dir``, ``date``,
@@ -102,7 +105,7 @@ def evaluate(
     tasks: dict[str, Any] = {}
     with _thread_limit(threads):
         for group in _groups(specs):
-            tasks.update(_run_group(encoder, data, group, seed, output_dir))
+            tasks.update(_run_group(encoder, data, group, seed, output_dir, scored))
     results = {
         "suite": str(suite.get("name", "suite")),
         "checkpoint": checkpoint,
@@ -110,6 +113,7 @@ def evaluate(
         "data_dir": str(data_dir),
         "date": datetime.now().isoformat(timespec="seconds"),
         "seed": int(seed),
+        "scored": scored,
         "threads": threads,
         "seconds": time.perf_counter() - start,
         "skipped": skipped,
@@ -188,14 +192,14 @@ def _groups(specs: Sequence[TaskSpec]) -> list[list[TaskSpec]]:
 
 
 def _run_group(
-    encoder: nn.Module, data: SuiteData, group: list[TaskSpec], seed: int, output_dir: Path
+    encoder: nn.Module, data: SuiteData, group: list[TaskSpec], seed: int, output_dir: Path, scored: str
 ) -> dict[str, Any]:
     from contrast.probes.report import probe_report
 
     names = [spec.name for spec in group]
     log.info("task %s: loading %s", " + ".join(names), data.path(group[0]))
     start = time.perf_counter()
-    graphs = data.task_graphs(group)
+    graphs = data.task_graphs(group, scored)
     loaded = time.perf_counter()
     log.info(
         "task %s: probing %d train / %d test structures",
@@ -284,6 +288,7 @@ def main(cfg: DictConfig) -> None:
         goals=tuple(cfg.get("goals") or ()),
         threads=cfg.get("threads"),
         pooling=cfg.get("pooling"),
+        scored=cfg.get("scored", "test"),
     )
     print(results_markdown(results))
     print(f"run directory: {output_dir}")

@@ -44,6 +44,7 @@ from contrast.data.splits import composition_split, random_split
 __all__ = ["LabelledGraphs", "SuiteData", "TaskGraphs", "TaskSpec", "frame_info", "parse_suite"]
 
 SPLIT_KINDS = ("composition", "random")
+SCORED_PARTS = ("test", "val")
 TASK_KEYS = ("file", "target", "per_atom", "select", "split", "max_train", "max_test", "unit")
 NOT_GRAPH_LEVEL = ("forces", "stress")
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -249,8 +250,17 @@ class SuiteData:
             raise ValueError(f"{path}: no frame matches {dict(spec.select)} (task {spec.name})")
         return positions, np.array(values, dtype=np.float64)
 
-    def task_graphs(self, specs: Sequence[TaskSpec]) -> TaskGraphs:
-        """The split and the labelled train/test graphs of tasks sharing one :attr:`TaskSpec.graphs_key`."""
+    def task_graphs(self, specs: Sequence[TaskSpec], scored: str = "test") -> TaskGraphs:
+        """The split and the labelled train/scored graphs of tasks sharing one :attr:`TaskSpec.graphs_key`.
+
+        Args:
+            scored: ``test`` scores the test part (the reported numbers); ``val`` scores a validation part
+                for choosing a recipe without looking at the test parts: the split's own ``val`` part, or,
+                where the split has none, a seeded eighth of the train part, the probes then training on the
+                other seven eighths. Either way no test structure is read.
+        """
+        if scored not in SCORED_PARTS:
+            raise ValueError(f"scored must be one of {SCORED_PARTS}, got {scored!r}")
         spec = specs[0]
         dataset = self.dataset(spec)
         positions, _ = self.labels(spec)
@@ -259,9 +269,12 @@ class SuiteData:
             parts = composition_split([dataset.formulas[p] for p in positions], spec.fractions, spec.seed)
         else:
             parts = random_split(len(positions), spec.fractions, spec.seed)
+        train_part, scored_part = parts["train"], parts["test"]
+        if scored == "val":
+            train_part, scored_part = _validation_part(parts, spec.seed)
         chosen = {
-            "train": _subsample(parts["train"], spec.max_train, [spec.seed, 1]),
-            "test": _subsample(parts["test"], spec.max_test, [spec.seed, 2]),
+            "train": _subsample(train_part, spec.max_train, [spec.seed, 1]),
+            "test": _subsample(scored_part, spec.max_test, [spec.seed, 2]),
         }
         sizes = {
             "labelled": len(positions),
@@ -279,7 +292,8 @@ class SuiteData:
             )
             for name, part in chosen.items()
         }
-        split = {"train": graphs["train"].positions, "val": [], "test": graphs["test"].positions}
+        split = {"train": graphs["train"].positions, "val": [], "test": []}
+        split[scored] = graphs["test"].positions
         return TaskGraphs(graphs["train"], graphs["test"], sizes, split, dataset)
 
 
@@ -307,6 +321,16 @@ def frame_info(path: str | Path) -> tuple[list[dict[str, Any]], np.ndarray]:
         raise ValueError(f"{path}: frame {len(frames)}: {failure}")
     info = [key_val_str_to_dict(lines[first - 1]) for first, _ in frames]
     return info, np.array([count for _, count in frames], dtype=np.int64)
+
+
+def _validation_part(parts: Mapping[str, Sequence[int]], seed: int) -> tuple[list[int], list[int]]:
+    """``(train, val)`` to score validation data: the split's val part, else a seeded eighth of train."""
+    if len(parts["val"]):
+        return list(parts["train"]), list(parts["val"])
+    train = np.asarray(parts["train"])
+    order = np.random.default_rng([seed, 3]).permutation(len(train))
+    n_val = max(1, len(train) // 8)
+    return sorted(train[order[n_val:]].tolist()), sorted(train[order[:n_val]].tolist())
 
 
 def _subsample(indices: Sequence[int], limit: int | None, seed: list[int]) -> np.ndarray:

@@ -52,10 +52,16 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"- data: `{results['data_dir']}`",
         f"- date: {results['date']}; wall time {results['seconds']:.0f} s",
         f"- seed: {results['seed']} (fresh encoder and probes; each task's split has its own fixed seed)",
-        "",
     ]
+    scored = results.get("scored", "test")
+    if scored == "val":
+        lines.append(
+            "- scored: the validation parts (for choosing a recipe; the `test` column holds validation "
+            "structures, and no test structure was read)"
+        )
+    lines.append("")
     for probe, title in PROBE_TITLES.items():
-        lines += [f"## {title}: test MAE", "", _row(COLUMNS), _row(["---"] * 2 + ["---:"] * 8)]
+        lines += [f"## {title}: {scored} MAE", "", _row(COLUMNS), _row(["---"] * 2 + ["---:"] * 8)]
         for name, task in results["tasks"].items():
             lines.append(_row(_task_cells(name, task, probe)))
         lines.append("")

@@ -209,3 +209,23 @@ def test_cli_writes_the_outputs_and_lists_skipped_tasks(data_dir, checkpoint, tm
     assert list(results["tasks"]) == ["perov_5_heat"] and results["skipped"][0]["task"] == "absent"
     assert results["tasks"]["perov_5_heat"]["sizes"]["test"] == 3
     assert (run_dir / "ratios.png").stat().st_size > 0 and (run_dir / "results.md").exists()
+
+
+def test_scoring_validation_parts_never_reads_a_test_structure(run, data_dir, checkpoint, tmp_path):
+    """scored=val: MP scores its split's val part; perov (no val part) a seeded eighth of its train part, the
+    probes training on the rest. No structure of a test part is trained on or scored."""
+    _, out = run
+    suite = _tiny_suite(data_dir, "suite.tasks.mp_e_form.max_train=20")
+    results = evaluate(checkpoint, suite, tmp_path / "val", scored="val", cache_dir=tmp_path / "cache")
+    assert results["scored"] == "val"
+    assert "## Ridge: val MAE" in (tmp_path / "val" / "results.md").read_text()
+    for task in ("mp_e_form", "perov_5_heat"):
+        test_ids = set(_split_ids(out, task)["test"])
+        val_split = _split_ids(tmp_path / "val", task)
+        assert val_split["val"] and not val_split["test"]
+        assert not test_ids & (set(val_split["train"]) | set(val_split["val"]))
+        assert not set(val_split["train"]) & set(val_split["val"])
+    perov_train = set(_split_ids(out, "perov_5_heat")["train"])
+    perov_val = _split_ids(tmp_path / "val", "perov_5_heat")
+    assert set(perov_val["train"]) | set(perov_val["val"]) == perov_train
+    assert len(perov_val["val"]) == max(1, len(perov_train) // 8)
