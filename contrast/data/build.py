@@ -1,17 +1,25 @@
-"""Entries -> checked graphs in compact arrays; bad entries raise or are skipped with file and reason.
+"""Entries -> checked structures (and graphs) in compact arrays; bad entries raise or are skipped with file
+and reason.
 
-Every kept structure gets a unique, stable id (see :func:`unique_ids`), and structures with atoms that have no
-neighbour within the cutoff are kept (such an atom keeps its own embedding) and counted, unless
-``require_neighbours`` asks to treat them as bad input.
+Both stores check every structure the same way, so they keep the same structures under the same ids: a
+structure store searches neighbours only within :data:`CHECK_CUTOFF` (enough to find atoms closer than
+0.5 Å, and fast), unless ``require_neighbours`` asks for the full cutoff. Every kept structure gets a
+unique, stable id (see :func:`unique_ids`). In the graph store, structures with atoms that have no neighbour
+within the cutoff are kept (such an atom keeps its own embedding) and counted; the structure store, which
+searches no full neighbour lists while building, does not count them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import multiprocessing as mp
 import os
 import warnings
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,17 +27,50 @@ import numpy as np
 from contrast.data.entry import Entry
 from contrast.data.graph import StructureError, graph_edges, to_arrays
 from contrast.data.neighbours import NeighbourSearch
-from contrast.data.store import PER_ATOM_TARGETS, StoreBuilder, merge_arrays
+from contrast.data.store import PER_ATOM_TARGETS, STORES, StoreBuilder, decode, merge_arrays, string_array
 
-__all__ = ["build_arrays", "entry_label", "reduced_formula", "unique_ids"]
+__all__ = [
+    "BuildSettings",
+    "build_arrays",
+    "build_chunk",
+    "entry_label",
+    "reduced_formula",
+    "unique_ids",
+    "all_bad_error",
+]
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
+# Å: the structure store looks for atoms closer than 0.5 Å with this radius. vesin's cell lists get slow for
+# radii far below the cell size (0.5 Å costs 10x more than 1.5 Å on Materials Project cells).
+CHECK_CUTOFF = 1.5
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What shapes a built store: the cutoff, targets, error policy, neighbour requirement and store kind."""
+
+    cutoff: float
+    targets: tuple[str, ...] = ()
+    on_error: str = "raise"
+    require_neighbours: bool = False
+    store: str = "graph"
+
+    def __post_init__(self):
+        if self.on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
+        if self.store not in STORES:
+            raise ValueError(f"store must be one of {STORES}, got {self.store!r}")
 
 
 def entry_label(entry: Entry) -> str:
     """How an entry is named in errors and reports: its index, plus its id when known."""
     return f"{entry.index} ({entry.id})" if entry.id is not None else str(entry.index)
+
+
+def read_id(entry: Entry) -> str:
+    """The id an entry is read under: its own, else its position in the source (which skipping keeps)."""
+    return entry.id if entry.id is not None else str(entry.index)
 
 
 def build_arrays(
@@ -40,28 +81,28 @@ def build_arrays(
     require_neighbours: bool = False,
     source: str = "",
     workers: int | None = None,
+    store: str = "graph",
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Build every entry's neighbour list and targets.
+    """Check every entry in memory and build its store arrays (neighbour lists in the graph store).
 
     Args:
         require_neighbours: treat an atom without neighbours within the cutoff as bad input (else the
-            structure is kept and listed in ``meta["isolated"]``).
-        workers: processes sharing the work (default: up to 2 for 4000 entries or more, where the
-            neighbour lists dominate the first load; 1 builds in this process).
+            structure is kept and, in the graph store, listed in ``meta["isolated"]``).
+        workers: processes sharing the work (default: up to 2 for 4000 entries or more; 1 builds in this
+            process).
+        store: ``"graph"`` or ``"structure"`` (see :mod:`contrast.data.store`).
 
     Returns:
-        ``(arrays, meta)``: the store arrays and ``meta`` with ``ids`` (unique), ``formulas``, ``skipped`` (a
-        list of ``{"file", "entry", "reason"}``), ``isolated`` (a list of ``{"index", "id", "file", "entry",
-        "isolated_atoms"}`` for the structures with atoms without neighbours) and ``n_read``.
+        ``(arrays, meta)``: the store arrays (with ``ids`` and ``formulas``) and ``meta`` with ``skipped`` (a
+        list of ``{"file", "entry", "reason"}``), ``isolated`` (``{"index", "id", "file", "entry",
+        "isolated_atoms"}`` for the structures with atoms without neighbours), ``n_read`` and ``n_kept``.
 
     Raises:
         StructureError: the first bad entry (``on_error="raise"``), or every entry bad (``on_error="skip"``).
     """
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    settings = BuildSettings(float(cutoff), tuple(targets), on_error, require_neighbours, store)
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(entries) >= 4000 else 1
-    settings = (cutoff, targets, on_error, require_neighbours)
     if workers > 1 and "fork" in mp.get_all_start_methods():
         global _SHARED
         _SHARED = (entries, settings)  # inherited by the forked workers, so entries are never pickled
@@ -72,37 +113,37 @@ def build_arrays(
         finally:
             _SHARED = None
     else:
-        chunks = [_build_chunk(entries, *settings)]
+        chunks = [build_chunk(entries, settings)]
     for chunk in chunks:
         if isinstance(chunk, StructureError):
             raise chunk
-    arrays = merge_arrays([chunk[0] for chunk in chunks if chunk[0] is not None], targets)
-    meta = {key: [v for chunk in chunks for v in chunk[1][key]] for key in ("ids", "formulas", "skipped")}
+    arrays = merge_arrays([chunk[0] for chunk in chunks], list(targets))
+    meta = {key: [v for chunk in chunks for v in chunk[1][key]] for key in ("skipped", "skipped_ids")}
     meta["isolated"], offset = [], 0
-    for _, part in chunks:
+    for part_arrays, part in chunks:
         meta["isolated"] += [{**record, "index": record["index"] + offset} for record in part["isolated"]]
-        offset += len(part["ids"])
-    if not meta["ids"]:
-        first = (
-            meta["skipped"][0]
-            if meta["skipped"]
-            else {"file": source, "entry": None, "reason": "no structures"}
-        )
-        raise StructureError(
-            f"all {len(entries)} entries are bad, nothing to load (first: entry {first['entry']}: "
-            f"{first['reason']})",
-            source=first["file"] or source,
-        )
+        offset += len(part_arrays["atom_ptr"]) - 1
+    if offset == 0:
+        raise all_bad_error(meta["skipped"], len(entries), source)
     if meta["skipped"]:
         log.warning("skipped %d of %d entries of %s (bad input)", len(meta["skipped"]), len(entries), source)
-    read_ids = [entry.id if entry.id is not None else str(entry.index) for entry in entries]
-    meta["ids"] = unique_ids(meta["ids"], read_ids, arrays)
+    ids = unique_ids(decode(arrays.pop("raw_ids")), decode(arrays.pop("hashes")), meta.pop("skipped_ids"))
+    arrays["ids"] = string_array(ids)
     for record in meta["isolated"]:
-        record["id"] = meta["ids"][record["index"]]
-    return arrays, {**meta, "n_read": len(entries)}
+        record["id"] = ids[record["index"]]
+    return arrays, {**meta, "n_read": len(entries), "n_kept": len(ids)}
 
 
-def unique_ids(ids: list[str], read_ids: list[str | None], arrays: dict[str, np.ndarray]) -> list[str]:
+def all_bad_error(skipped: list[dict], n_read: int, source: str) -> StructureError:
+    """The error of a source whose every entry is bad, naming the first one."""
+    first = skipped[0] if skipped else {"file": source, "entry": None, "reason": "no structures"}
+    return StructureError(
+        f"all {n_read} entries are bad, nothing to load (first: entry {first['entry']}: {first['reason']})",
+        source=first["file"] or source,
+    )
+
+
+def unique_ids(ids: list[str], hashes: list[str], skipped_ids: list[str]) -> list[str]:
     """Make the kept structures' ids unique in a way that does not depend on which entries were kept.
 
     An id that several read entries share (e.g. every frame of a trajectory named after its file) becomes
@@ -111,31 +152,31 @@ def unique_ids(ids: list[str], read_ids: list[str | None], arrays: dict[str, np.
     over every read entry, bad ones included, so skipping an entry or changing the cutoff renames no other.
 
     Args:
-        ids: the kept structures' ids [S] (every entry without an id already named by its reader position).
-        read_ids: the ids of all read entries, kept or not.
-        arrays: the store arrays of the kept structures (for the content hashes).
+        ids: the kept structures' read ids [S] (see :func:`read_id`).
+        hashes: their content hashes [S] (see :func:`content_hash`).
+        skipped_ids: the read ids of the entries left out.
     """
-    counts: dict[str, int] = {}
-    for entry_id in read_ids:
-        if entry_id is not None:
-            counts[entry_id] = counts.get(entry_id, 0) + 1
-    out, seen = [], set()
-    for index, entry_id in enumerate(ids):
-        if counts.get(entry_id, 0) > 1:
-            entry_id = f"{entry_id}@{_content_hash(arrays, index)}"
+    counts = Counter(ids)
+    counts.update(skipped_ids)
+    shared = {entry_id for entry_id, count in counts.items() if count > 1}
+    out = [f"{entry_id}@{hashes[k]}" if entry_id in shared else entry_id for k, entry_id in enumerate(ids)]
+    if len(set(out)) == len(out):
+        return out
+    seen: set[str] = set()
+    for k, entry_id in enumerate(out):
         name, copy = entry_id, 1
         while name in seen:
             copy += 1
             name = f"{entry_id}~{copy}"
         seen.add(name)
-        out.append(name)
+        out[k] = name
     return out
 
 
-def _content_hash(arrays: dict[str, np.ndarray], index: int) -> str:
-    a0, a1 = (int(v) for v in arrays["atom_ptr"][index : index + 2])
+def content_hash(z: np.ndarray, pos: np.ndarray, cell: np.ndarray) -> str:
+    """12 hex digits of the float64 atomic numbers, positions and cell (as read, before any rounding)."""
     digest = hashlib.sha256()
-    for part in (arrays["z"][a0:a1], arrays["pos"][a0:a1], arrays["cell"][index]):
+    for part in (z, pos, cell):
         digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
     return digest.hexdigest()[:12]
 
@@ -145,49 +186,63 @@ _SHARED = None
 
 def _build_range(start: int, stop: int):
     entries, settings = _SHARED
-    return _build_chunk(entries[start:stop], *settings)
+    return build_chunk(entries[start:stop], settings)
 
 
-def _build_chunk(
-    entries: list[Entry], cutoff: float, targets: list[str], on_error: str, require_neighbours: bool
-):
-    """Serial build of some entries: ``(arrays or None, meta)``, or the located error to raise."""
-    builder = StoreBuilder(targets)
-    search = NeighbourSearch(cutoff)
-    meta = {"ids": [], "formulas": [], "skipped": [], "isolated": []}
+def build_chunk(entries: Iterable[Entry], settings: BuildSettings):
+    """Serial build of some entries.
+
+    Returns:
+        ``(arrays, meta)``: store arrays plus ``raw_ids`` (read ids) and ``hashes`` (content hashes) [S]
+        bytes, and ``meta`` with ``skipped``, ``skipped_ids``, ``isolated`` (indices within this chunk) and
+        ``n_read``; or, with ``on_error="raise"``, the located :class:`StructureError` of the first bad entry.
+    """
+    graph = settings.store == "graph"
+    builder = StoreBuilder(list(settings.targets), edges=graph)
+    full = graph or settings.require_neighbours
+    search = NeighbourSearch(settings.cutoff if full else CHECK_CUTOFF)
+    meta = {"skipped": [], "skipped_ids": [], "isolated": [], "n_read": 0}
+    ids, hashes, formulas = [], [], []
     for entry in entries:
+        meta["n_read"] += 1
         try:
-            crystal, edge_index, shift, values = _process(entry, cutoff, targets, search, require_neighbours)
+            crystal, edge_index, shift, values = _process(entry, settings, search, full)
         except StructureError as error:
-            if on_error == "raise":
+            if settings.on_error == "raise":
                 return error.located(entry.source, entry_label(entry))
             meta["skipped"].append(
                 {"file": entry.source, "entry": entry_label(entry), "reason": error.reason}
             )
+            meta["skipped_ids"].append(read_id(entry))
             continue
-        isolated = len(crystal.z) - len(np.unique(edge_index[1]))
-        if isolated:
-            meta["isolated"].append(
-                {
-                    "index": len(meta["ids"]),
-                    "file": entry.source,
-                    "entry": entry_label(entry),
-                    "isolated_atoms": isolated,
-                }
-            )
-        # an entry without an id is named by its position in the source, which skipping does not change
-        meta["ids"].append(entry.id if entry.id is not None else str(entry.index))
-        meta["formulas"].append(reduced_formula(crystal.z))
+        if graph:
+            isolated = len(crystal.z) - len(np.unique(edge_index[1]))
+            if isolated:
+                meta["isolated"].append(
+                    {
+                        "index": len(ids),
+                        "file": entry.source,
+                        "entry": entry_label(entry),
+                        "isolated_atoms": isolated,
+                    }
+                )
+        ids.append(read_id(entry))
+        hashes.append(content_hash(crystal.z, crystal.pos, crystal.cell))
+        formulas.append(reduced_formula(crystal.z))
         builder.add(crystal, edge_index, shift, values)
-    return (builder.finish() if len(builder) else None), meta
+    arrays = builder.finish()
+    arrays.update(raw_ids=string_array(ids), hashes=string_array(hashes), formulas=string_array(formulas))
+    return arrays, meta
 
 
-def _process(entry: Entry, cutoff: float, targets: list[str], search, require_neighbours: bool):
+def _process(entry: Entry, settings: BuildSettings, search, full: bool):
     if entry.error is not None:
         raise StructureError(entry.error)
     crystal = to_arrays(entry.structure)
-    edge_index, shift = graph_edges(crystal, cutoff, search, require_neighbours)
-    values = {name: _target(entry, name, len(crystal.z)) for name in targets}
+    # the search finds (and names) atoms closer than 0.5 Å in both stores
+    cutoff = settings.cutoff if full else CHECK_CUTOFF
+    edge_index, shift = graph_edges(crystal, cutoff, search, settings.require_neighbours)
+    values = {name: _target(entry, name, len(crystal.z)) for name in settings.targets}
     return crystal, edge_index, shift, values
 
 
@@ -214,19 +269,57 @@ _FORMULAS: dict[tuple, str] = {}
 
 
 def reduced_formula(z: np.ndarray) -> str:
-    """pymatgen's reduced formula of a set of atomic numbers (memoised by composition)."""
-    numbers, counts = np.unique(z, return_counts=True)
-    key = (tuple(numbers.tolist()), tuple(counts.tolist()))
+    """pymatgen's reduced formula of a set of atomic numbers (memoised by composition).
+
+    The same rule as ``Composition.reduced_formula`` (elements by electronegativity, then symbol; the last
+    two as a polyanion when their electronegativities are close; pymatgen's special formulas), for integer
+    amounts, without building pymatgen objects (that cost more than reading the structure).
+    """
+    counts = np.bincount(np.asarray(z, dtype=np.int64))
+    numbers = np.flatnonzero(counts)
+    key = (numbers.tobytes(), counts[numbers].tobytes())
     formula = _FORMULAS.get(key)
     if formula is None:
-        from ase.data import chemical_symbols
-        from pymatgen.core.composition import Composition, reduce_formula
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # noble gases lack electronegativities; ordering still works
-            # reduce_formula plus the special cases is what Composition.reduced_formula does, without
-            # building a Composition (a third of the first load otherwise)
-            formula, _ = reduce_formula({chemical_symbols[n]: c for n, c in zip(*key)})
-        formula = Composition.special_formulas.get(formula, formula)
+        symbols, order, electronegativity, special = _element_tables()
+        amounts = {symbols[n]: int(c) for n, c in zip(numbers.tolist(), counts[numbers].tolist())}
+        formula, _ = _reduce(amounts, order, electronegativity)
+        formula = special.get(formula, formula)
         _FORMULAS[key] = formula
     return formula
+
+
+def _reduce(amounts: dict[str, int], order: dict, electronegativity: dict) -> tuple[str, int]:
+    """pymatgen's ``reduce_formula`` for integer amounts: ``(formula, factor)``."""
+    symbols = sorted(amounts, key=order.__getitem__)
+    factor = math.gcd(*amounts.values())
+    polyanion = ""
+    # NaN electronegativities (noble gases) compare False, as in pymatgen
+    if len(symbols) >= 3 and electronegativity[symbols[-1]] - electronegativity[symbols[-2]] < 1.65:
+        inner, inner_factor = _reduce(
+            {s: amounts[s] // factor for s in symbols[-2:]}, order, electronegativity
+        )
+        if inner_factor != 1:
+            polyanion, symbols = f"({inner}){inner_factor}", symbols[:-2]
+    parts = [s + (str(amounts[s] // factor) if amounts[s] != factor else "") for s in symbols]
+    return "".join(parts) + polyanion, factor
+
+
+_TABLES: tuple | None = None
+
+
+def _element_tables() -> tuple[list[str], dict, dict, dict]:
+    """Symbols by atomic number, pymatgen's sort keys and electronegativities, and its special formulas."""
+    global _TABLES
+    if _TABLES is None:
+        from ase.data import chemical_symbols
+        from pymatgen.core import Element
+        from pymatgen.core.composition import Composition
+
+        electronegativity = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # noble gases lack electronegativities
+            for symbol in chemical_symbols[1:119]:
+                electronegativity[symbol] = float(Element(symbol).X)
+        order = {s: (math.inf if math.isnan(x) else x, s) for s, x in electronegativity.items()}
+        _TABLES = (chemical_symbols, order, electronegativity, dict(Composition.special_formulas))
+    return _TABLES

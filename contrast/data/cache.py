@@ -1,12 +1,14 @@
 """On-disk cache of built datasets: where it lives, what invalidates it, and atomic writes.
 
 A cache entry is a folder ``<cache root>/<source name>-<key>/`` holding the compact arrays of
-:mod:`contrast.data.store`, ``meta.json`` (ids, formulas, skipped entries, structures with isolated atoms)
-and, when skipping was asked for or atoms are isolated, ``data_report.json``. The key hashes everything that
-shapes the result: each source file's path, size and modification time, the reader options, the targets, the
-cutoff, the error policy, whether every atom must have a neighbour, the structure limit and
+:mod:`contrast.data.store` (ids and formulas among them), ``meta.json`` (store kind, skipped entries,
+structures with isolated atoms) and, when skipping was asked for or atoms are isolated, ``data_report.json``.
+The key hashes everything that shapes the result: each source file's path, size and modification time, the
+reader options, the targets, the store kind, the cutoff (for the graph store, or when every atom must have a
+neighbour), the error policy, whether every atom must have a neighbour, the structure limit and
 :data:`FORMAT_VERSION`. Changing any of them gives a new key, so a stale cache is never reused. Entries are
-written into a temporary folder and renamed into place, so an interrupted build never leaves a half cache.
+written into a temporary folder and renamed into place, so an interrupted build never leaves a half cache;
+the shards of an unfinished build wait beside it in ``.<entry>.shards/`` (see :mod:`contrast.data.shards`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 __all__ = ["FORMAT_VERSION", "default_cache_root", "cache_key", "write_atomically"]
 
-FORMAT_VERSION = 2  # 2: unique stable ids, structures with isolated atoms counted in meta.json
+FORMAT_VERSION = 3  # 3: graph and structure stores, ids and formulas as arrays; 2: unique stable ids
 
 
 def default_cache_root() -> Path:

@@ -18,6 +18,15 @@ from torch_geometric.loader.dataloader import Collater
 
 from contrast.data.dataset import CrystalDataset, load_dataset
 from contrast.data.leakage import remove_leakage
+from contrast.data.sampling import SourceSampler, source_probabilities
+from contrast.data.sources import (
+    MultiSourceDataset,
+    SourcePart,
+    load_sources,
+    parse_sources,
+    source_summary,
+    split_sources,
+)
 from contrast.data.splits import (
     SPLIT_NAMES,
     composition_split,
@@ -111,6 +120,17 @@ class CrystalDataModule(pl.LightningDataModule):
             structures are found by id; all of ``source`` without a split file).
         require_neighbours: treat an atom without neighbours within the cutoff as bad input (by default such
             structures are kept and counted in the data report).
+        sources: several sources instead of ``source``, ``[{"path", "name", "weight", "max_structures"}]``
+            (see :func:`contrast.data.sources.parse_sources`). Each is split on its own and the parts joined;
+            training draws source ``k`` with probability ``p_k``
+            (:class:`contrast.data.sampling.SourceSampler`); val and test take every structure once.
+        sampling_temperature: with ``sources``, ``p_k ∝ n_k^(1/T)`` for the sources' training sizes ``n_k``
+            instead of the weights.
+        samples_per_epoch: with ``sources``, structures drawn per training epoch over all ranks (default: the
+            training structures of all sources).
+        store: ``"graph"``, ``"structure"`` or ``"auto"`` (see :func:`contrast.load_dataset`): with
+            ``view_transform`` set, ``"auto"`` is the structure store and items leave the neighbour list to
+            the views.
     """
 
     def __init__(
@@ -131,6 +151,10 @@ class CrystalDataModule(pl.LightningDataModule):
         max_structures: int | None = None,
         exclude_from: dict | None = None,
         require_neighbours: bool = False,
+        sources: Sequence[dict] | None = None,
+        sampling_temperature: float | None = None,
+        samples_per_epoch: int | None = None,
+        store: str = "auto",
     ):
         super().__init__()
         if split not in SPLITS:
@@ -153,11 +177,18 @@ class CrystalDataModule(pl.LightningDataModule):
         self.max_structures = max_structures
         self.exclude_from = dict(exclude_from) if exclude_from else None
         self.require_neighbours = bool(require_neighbours)
+        self.store = store
+        self.sources = parse_sources(sources) if sources else None
+        self.sampling_temperature = sampling_temperature
+        self.samples_per_epoch = samples_per_epoch
+        self.source_probabilities: Any = None  # [K], set by setup with sources
+        self.source_draws: dict[int, Any] = {}  # {epoch: structures drawn per source [K]}
+        self._train_part: SourcePart | None = None
         self.leakage: dict[str, Any] | None = None
         self.dataset: CrystalDataset | None = None
         self.splits: dict[str, list[int]] | None = None
         self.epoch = 0
-        self._samplers: list[EpochRandomSampler] = []
+        self._samplers: list[EpochRandomSampler | SourceSampler] = []
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -166,8 +197,7 @@ class CrystalDataModule(pl.LightningDataModule):
         """Load the dataset, split it, write ``splits.json`` and wrap the splits in the view transform."""
         if self.dataset is not None:
             return
-        self.dataset = load_dataset(
-            self.source,
+        options = dict(
             cutoff=self.cutoff,
             targets=self.targets,
             on_error=self.on_error,
@@ -175,14 +205,26 @@ class CrystalDataModule(pl.LightningDataModule):
             report_dir=self.output_dir,
             max_structures=self.max_structures,
             require_neighbours=self.require_neighbours,
+            store=self.store,
+            views=self.view_transform is not None,
         )
+        if self.sources:
+            self.dataset = load_sources(self.sources, **options)
+        else:
+            self.dataset = load_dataset(self.source, **options)
         self.splits = self._make_split(self.dataset)
         if self.exclude_from:
             self._exclude_overlap()
         if self.output_dir is not None:
             Path(self.output_dir).mkdir(parents=True, exist_ok=True)
             save_split(self.splits, os.path.join(self.output_dir, "splits.json"), self.dataset.ids)
-        train, val, test = (Subset(self.dataset, self.splits[name]) for name in ("train", "val", "test"))
+        part = SourcePart if self.sources else Subset
+        train, val, test = (part(self.dataset, self.splits[name]) for name in ("train", "val", "test"))
+        if self.sources:
+            weights, names = ([spec[key] for spec in self.sources] for key in ("weight", "name"))
+            temperature = self.sampling_temperature
+            self.source_probabilities = source_probabilities(train.sizes(), weights, temperature, names)
+            self._train_part = train
         if self.view_transform is not None:
             train, val, test = self._wrap(train, False), self._wrap(val, True), self._wrap(test, True)
         self.train_set, self.val_set, self.test_set = train, val, test
@@ -254,10 +296,12 @@ class CrystalDataModule(pl.LightningDataModule):
                     "%d of the %d structures of %s are in no part of the split file %s (left out)",
                     unused,
                     len(dataset),
-                    self.source if isinstance(self.source, str) else "the data",
+                    dataset.source,
                     self.split_file,
                 )
             return split
+        if isinstance(dataset, MultiSourceDataset):
+            return split_sources(dataset, self.split, self.fractions, self.seed)
         if self.split == "composition":
             return composition_split(dataset.formulas, self.fractions, self.seed)
         return random_split(len(dataset), self.fractions, self.seed)
@@ -278,8 +322,42 @@ class CrystalDataModule(pl.LightningDataModule):
         # Restored before Lightning creates the first iterator, which it does before any epoch hook runs.
         self.set_epoch(int(state_dict.get("next_epoch", 0)))
 
-    def _sampler(self, dataset: Dataset) -> EpochRandomSampler:
-        sampler = EpochRandomSampler(dataset, self.seed)
+    def _source_sampler(self) -> SourceSampler:
+        """Draws the training part by the sources' probabilities and takes this rank's share itself."""
+        ranks, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        return SourceSampler(
+            self._train_part.sources,
+            self.source_probabilities,
+            self.samples_per_epoch,
+            self.seed,
+            num_replicas=ranks,
+            rank=rank,
+        )
+
+    def source_mix(self, epoch: int) -> dict[str, float]:
+        """Training epoch ``epoch``'s share of each source over all ranks, ``data/source_fraction/<name>``,
+        and its probability, ``data/source_probability/<name>`` (empty for one source); records the draws."""
+        if not self.sources or self.source_probabilities is None:
+            return {}
+        counts = self._source_sampler().counts(epoch)
+        self.source_draws[int(epoch)] = counts
+        mix = {}
+        for k, spec in enumerate(self.sources):
+            mix[f"data/source_fraction/{spec['name']}"] = float(counts[k] / counts.sum())
+            mix[f"data/source_probability/{spec['name']}"] = float(self.source_probabilities[k])
+        return mix
+
+    def source_report(self) -> dict[str, dict[str, Any]] | None:
+        """Per source: path, size, split sizes, weight, probability and structures drawn (all epochs this
+        process trained, and per epoch); None for one source."""
+        if not self.sources or self.dataset is None:
+            return None
+        weights = [spec["weight"] for spec in self.sources]
+        probabilities = self.source_probabilities
+        return source_summary(self.dataset, self.splits, weights, probabilities, self.source_draws)
+
+    def _sampler(self, dataset: Dataset) -> EpochRandomSampler | SourceSampler:
+        sampler = self._source_sampler() if self.sources else EpochRandomSampler(dataset, self.seed)
         sampler.set_epoch(self.epoch)
         self._samplers = [*self._samplers[-3:], sampler]  # the live loaders' samplers only
         return sampler

@@ -1,10 +1,13 @@
-"""Cached crystal-graph datasets: ``load_dataset(source) -> CrystalDataset``.
+"""Cached crystal datasets: ``load_dataset(source) -> CrystalDataset``.
 
-The first load of a file source reads every structure (see :mod:`contrast.data.readers`), builds and checks
-its neighbour list, and writes a compact on-disk cache (see :mod:`contrast.data.store` and
-:mod:`contrast.data.cache`).
-Later loads memory-map that cache: only the pages an item touches are read, so the path forward for datasets
-larger than RAM is the same code, and DataLoader workers share the page cache. In-memory lists are not cached.
+The first load of a file source streams its structures from the readers (see :mod:`contrast.data.readers`
+and :mod:`contrast.data.stream`), checks them and writes a compact on-disk cache in shards, several processes
+at once, resuming an interrupted build (see :mod:`contrast.data.shards`, :mod:`contrast.data.store` and
+:mod:`contrast.data.cache`). Two stores exist: the **graph store** keeps each structure's neighbour list
+(read back as it is), the **structure store** keeps only atoms and cells, about 16 bytes per atom, and items
+search their neighbours when they are read. Later loads memory-map the cache: only the pages an item touches
+are read, so datasets larger than RAM work, and DataLoader workers share the page cache. In-memory lists are
+not cached.
 """
 
 from __future__ import annotations
@@ -20,36 +23,44 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
-from contrast.data.build import build_arrays
-from contrast.data.cache import cache_key, default_cache_root, entry_name, write_atomically
+from contrast.data.build import BuildSettings, build_arrays
+from contrast.data.cache import cache_key, default_cache_root, entry_name
 from contrast.data.graph import CrystalArrays
+from contrast.data.neighbours import NeighbourSearch
 from contrast.data.readers import read_entries, resolve_source
-from contrast.data.store import item_arrays, item_graph, load_store, save_store
+from contrast.data.shards import REPORT_NAME, SHARD_SIZE, build_store, data_report
+from contrast.data.store import STORES, bytes_per_atom, decode, item_arrays, item_graph, load_store
+from contrast.data.stream import source_name
 
-__all__ = ["CrystalDataset", "load_dataset"]
+__all__ = ["CrystalDataset", "load_dataset", "resolve_store"]
 
 log = logging.getLogger(__name__)
-REPORT_NAME = "data_report.json"
+STORE_CHOICES = ("auto", *STORES)
 
 
 class CrystalDataset(Dataset):
     """Indexable crystal graphs with their targets.
 
     ``ds[i]`` is a contract ``Data`` (``z`` [N], ``pos`` [N, 3], ``cell`` [1, 3, 3], ``edge_index`` [2, E],
-    ``cell_shift`` [E, 3]) plus the requested targets and ``idx`` [1] (its index in the dataset).
+    ``cell_shift`` [E, 3]) plus the requested targets and ``idx`` [1] (its index in the dataset). From the
+    structure store the neighbour list is searched when the item is read; with ``edges=False`` it is left
+    out (for view datasets, which build their own).
 
     Attributes:
         ids: one unique id per structure (``mp_id`` / ``id`` / CSV id / file name, else its position in the
             source; an id shared by several entries gets a content hash, see
-            :func:`~contrast.data.build.unique_ids`). Ids do not depend on the cutoff or the error policy, so
-            splits select structures by id (:mod:`contrast.data.splits`).
-        formulas: reduced formulas.
+            :func:`~contrast.data.build.unique_ids`). Ids do not depend on the cutoff, the error policy or the
+            store, so splits select structures by id (:mod:`contrast.data.splits`). Read from the store when
+            first used.
+        formulas: reduced formulas (read from the store when first used).
         target_names: the targets every item carries.
         cutoff: neighbour cutoff radius, Å.
+        store: ``"graph"`` or ``"structure"``.
+        edges: whether items carry their neighbour list.
         source: where the structures came from.
         skipped: ``(entry, reason)`` for each entry left out with ``on_error="skip"``.
         isolated: ``{"index", "id", "file", "entry", "isolated_atoms"}`` for each kept structure with atoms
-            that have no neighbour within the cutoff.
+            that have no neighbour within the cutoff (counted by the graph store only).
         report_path: the JSON data report (skipped entries, structures with isolated atoms), None when none
             was written.
         cache_path: the cache folder (None for in-memory sources).
@@ -61,12 +72,14 @@ class CrystalDataset(Dataset):
         meta: dict[str, Any],
         cache_path: str | None = None,
         report_path: str | None = None,
+        cutoff: float | None = None,
+        edges: bool = True,
     ):
         self.arrays = arrays
-        self.ids: list[str] = list(meta["ids"])
-        self.formulas: list[str] = list(meta["formulas"])
         self.target_names: list[str] = list(meta["target_names"])
-        self.cutoff: float = float(meta["cutoff"])
+        self.cutoff: float = float(cutoff if cutoff is not None else meta["cutoff"])
+        self.store: str = "graph" if "edge_ptr" in arrays else "structure"
+        self.edges = bool(edges)
         self.source: str = str(meta["source"])
         self.skipped: list[tuple[str, str]] = [
             (f"{s['file']}: {s['entry']}", s["reason"]) for s in meta["skipped"]
@@ -75,10 +88,26 @@ class CrystalDataset(Dataset):
         self.cache_path = cache_path
         self.report_path = report_path
         self._meta = meta
+        self._size = len(arrays["atom_ptr"]) - 1
+        self._ids: list[str] | None = None
+        self._formulas: list[str] | None = None
+        self._search: NeighbourSearch | None = None
         self.dtype = torch.get_default_dtype()
 
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = decode(self.arrays["ids"])
+        return self._ids
+
+    @property
+    def formulas(self) -> list[str]:
+        if self._formulas is None:
+            self._formulas = decode(self.arrays["formulas"])
+        return self._formulas
+
     def __len__(self) -> int:
-        return len(self.ids)
+        return self._size
 
     def __getitem__(self, index: int) -> Data:
         index = int(index)
@@ -86,7 +115,12 @@ class CrystalDataset(Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} structures")
-        return item_graph(self.arrays, index, self.target_names, self.dtype)
+        search = None
+        if self.store == "structure" and self.edges:
+            if self._search is None:  # one per process: created lazily in each DataLoader worker
+                self._search = NeighbourSearch(self.cutoff)
+            search = self._search
+        return item_graph(self.arrays, index, self.target_names, self.dtype, search)
 
     def structure(self, index: int) -> CrystalArrays:
         """Float64 arrays (``z``, ``pos``, ``cell``) of structure ``index``."""
@@ -107,12 +141,17 @@ class CrystalDataset(Dataset):
         """All values of a graph-level target, [S, ...] float64 (without building graphs)."""
         return np.asarray(self.arrays[f"target.{name}"])
 
+    def bytes_per_atom(self) -> float:
+        """Size of the store per atom (see :func:`contrast.data.store.bytes_per_atom`)."""
+        return bytes_per_atom(self.arrays)
+
     def report(self) -> dict[str, Any]:
         """The data report: structures read, kept and skipped, and the kept ones with isolated atoms."""
-        return _report(self._meta)
+        return data_report(self._meta)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
+        state.update(_ids=None, _formulas=None, _search=None)  # rebuilt where used, never pickled
         if self.cache_path is not None:  # workers re-open the memory map instead of pickling the arrays
             state["arrays"] = None
         return state
@@ -125,9 +164,19 @@ class CrystalDataset(Dataset):
     def __repr__(self) -> str:
         return (
             f"CrystalDataset({len(self)} structures, source={self.source!r}, cutoff={self.cutoff}, "
-            f"targets={self.target_names}, skipped={len(self.skipped)}, "
+            f"store={self.store!r}, targets={self.target_names}, skipped={len(self.skipped)}, "
             f"with isolated atoms={len(self.isolated)})"
         )
+
+
+def resolve_store(store: str, views: bool) -> str:
+    """The store ``store="auto"`` stands for: the structure store when views are built on the fly (they
+    search their own neighbour lists), else the graph store."""
+    if store not in STORE_CHOICES:
+        raise ValueError(f"store must be one of {STORE_CHOICES}, got {store!r}")
+    if store == "auto":
+        return "structure" if views else "graph"
+    return store
 
 
 def load_dataset(
@@ -139,12 +188,17 @@ def load_dataset(
     report_dir: str | os.PathLike | None = None,
     max_structures: int | None = None,
     require_neighbours: bool = False,
+    store: str = "auto",
+    views: bool = False,
+    workers: int | None = None,
+    shard_size: int = SHARD_SIZE,
     **reader_options: Any,
 ) -> CrystalDataset:
     """Read, check and cache a crystal dataset.
 
     Args:
-        source: a file ASE or pymatgen reads (extxyz, CIF, POSCAR; ``.gz`` allowed), a glob, a CSV with a CIF
+        source: a file ASE or pymatgen reads (extxyz, CIF, POSCAR; ``.gz`` allowed), a glob, a folder of
+            structure files, a list of such files / folders / globs (one dataset, in order), a CSV with a CIF
             column, a CGCNN folder with ``id_prop.csv``, ``"default"``, ``"emt"``, or a list of pymatgen
             ``Structure`` / ``ase.Atoms``.
         cutoff: neighbour cutoff radius, Å.
@@ -157,7 +211,14 @@ def load_dataset(
         max_structures: read at most this many structures.
         require_neighbours: treat an atom without neighbours within the cutoff as bad input (raised or
             skipped by ``on_error``). By default such structures are kept (an isolated atom keeps its own
-            embedding), counted in ``ds.isolated`` and the data report, and a warning says how many.
+            embedding); the graph store counts them in ``ds.isolated`` and the data report, with a warning.
+        store: ``"graph"`` (neighbour lists stored), ``"structure"`` (atoms and cells only, neighbour lists
+            searched per item, one cache for every cutoff) or ``"auto"``: the structure store when ``views``,
+            else the graph store.
+        views: the items feed views that rebuild their neighbour lists (contrastive pretraining): with the
+            structure store, items then come without ``edge_index`` / ``cell_shift``.
+        workers: processes building a new cache (default: the available CPUs, at most 8).
+        shard_size: structures per shard of a new cache (see :mod:`contrast.data.shards`).
         **reader_options: ``format`` for files, ``cif_column`` / ``id_column`` for CSVs, ``num_structures`` /
             ``seed`` for ``"emt"``.
 
@@ -166,40 +227,45 @@ def load_dataset(
         FileNotFoundError: a missing path or a glob matching nothing.
     """
     targets = list(targets or [])
+    store = resolve_store(store, views)
+    settings = BuildSettings(float(cutoff), tuple(targets), on_error, require_neighbours, store)
     spec = resolve_source(source, **reader_options)
-    name = "<memory>" if spec.kind == "memory" else str(source)
-    settings = {
-        "source": name,
-        "kind": spec.kind,
-        "options": spec.options,
-        "targets": targets,
-        "cutoff": float(cutoff),
-        "on_error": on_error,
-        "max_structures": max_structures,
-        "require_neighbours": require_neighbours,
-    }
-
-    def build() -> tuple[dict, dict]:
-        entries = read_entries(spec, max_structures)
-        arrays, meta = build_arrays(entries, cutoff, targets, on_error, require_neighbours, name)
-        meta.update(target_names=targets, cutoff=float(cutoff), source=name)
-        return arrays, meta
-
+    name = "<memory>" if spec.kind == "memory" else source_name(source)
+    edges = not (views and store == "structure")
     if spec.kind == "memory":
-        arrays, meta = build()
-        dataset = CrystalDataset(arrays, meta)
+        entries = read_entries(spec, max_structures)
+        arrays, meta = build_arrays(entries, cutoff, targets, on_error, require_neighbours, name, store=store)
+        meta.update(target_names=targets, cutoff=float(cutoff), source=name, store=store)
+        meta["isolated_counted"] = store == "graph"
+        dataset = CrystalDataset(arrays, meta, cutoff=cutoff, edges=edges)
     else:
+        key_settings = {
+            "source": name,
+            "kind": spec.kind,
+            "options": spec.options,
+            "targets": targets,
+            # the structure store searches the full cutoff only to refuse atoms without neighbours
+            "cutoff": float(cutoff) if store == "graph" or require_neighbours else None,
+            "on_error": on_error,
+            "max_structures": max_structures,
+            "require_neighbours": require_neighbours,
+            "store": store,
+        }
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
-        folder = root / entry_name(name, cache_key(spec.files, settings))
+        folder = root / entry_name(name, cache_key(spec.files, key_settings))
         if not (folder / "meta.json").exists():
-            arrays, meta = build()
-            write_atomically(folder, lambda tmp: _write_entry(tmp, arrays, meta, on_error))
+            build_store(spec, folder, settings, name, max_structures, workers, shard_size)
         else:
             log.info("loading cached dataset %s", folder)
         meta = json.loads((folder / "meta.json").read_text())
         report = folder / REPORT_NAME
         dataset = CrystalDataset(
-            load_store(str(folder)), meta, str(folder), str(report) if report.exists() else None
+            load_store(str(folder)),
+            meta,
+            str(folder),
+            str(report) if report.exists() else None,
+            cutoff=cutoff,
+            edges=edges,
         )
         if meta["skipped"]:
             log.warning(
@@ -219,28 +285,6 @@ def load_dataset(
     if report_dir is not None and (on_error == "skip" or dataset.isolated):
         path = Path(report_dir) / REPORT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_report(dataset._meta), indent=1))
+        path.write_text(json.dumps(data_report(dataset._meta), indent=1))
         dataset.report_path = dataset.report_path or str(path)
     return dataset
-
-
-def _report(meta: dict) -> dict:
-    isolated = meta.get("isolated", [])
-    return {
-        "source": meta["source"],
-        "read": meta["n_read"],
-        "kept": len(meta["ids"]),
-        "skipped": len(meta["skipped"]),
-        "entries": meta["skipped"],
-        "with_isolated_atoms": len(isolated),
-        "isolated": isolated,
-    }
-
-
-def _write_entry(folder: str, arrays: dict, meta: dict, on_error: str) -> None:
-    save_store(arrays, folder)
-    if on_error == "skip" or meta["isolated"]:
-        with open(os.path.join(folder, REPORT_NAME), "w") as handle:
-            json.dump(_report(meta), handle, indent=1)
-    with open(os.path.join(folder, "meta.json"), "w") as handle:  # written last: marks a complete entry
-        json.dump(meta, handle)

@@ -29,8 +29,13 @@ class Unsupported(Exception):
     """The text uses extended XYZ features this reader leaves to ASE."""
 
 
-def read_extxyz_frames(text: str, source: str, stem: str, limit: int | None = None) -> list[Entry]:
+def read_extxyz_frames(
+    text: str, source: str, stem: str, limit: int | None = None, first_index: int = 0
+) -> list[Entry]:
     """Parse every frame; a frame that breaks the format gives an entry with ``error`` set.
+
+    ``first_index`` is the position of the text's first frame in its file (for a chunk of a streamed file):
+    entries are numbered, and named when they have no id, from there.
 
     Raises:
         Unsupported: a feature outside the handled subset (the caller falls back to ASE).
@@ -47,9 +52,9 @@ def read_extxyz_frames(text: str, source: str, stem: str, limit: int | None = No
             arrays = {name: values[offset : offset + count] for name, values in bulk["columns"].items()}
         else:
             arrays = _columns(lines[first : first + count], _parse_properties(spec))
-        entries.append(_frame(source, index, stem, info, arrays))
+        entries.append(_frame(source, first_index + index, stem, info, arrays))
     if failure is not None:
-        entries.append(Entry(source, len(entries), error=failure))
+        entries.append(Entry(source, first_index + len(entries), error=failure))
     return entries
 
 
@@ -81,9 +86,11 @@ def _bulk_columns(lines: list[str], frames: list[tuple[int, int]], spec: str) ->
     if len(tokens) != width * len(body):
         return None
     try:
-        table = _columns_from_table(np.array(tokens).reshape(len(body), width), columns)
+        table = _columns_from_tokens(tokens, width, columns)
     except (ValueError, KeyError):
         return None
+    if columns[0][0] == "species" and columns[0][2] == 1:  # atomic numbers of all frames at once
+        table["_z"] = np.fromiter((atomic_numbers.get(s, 0) for s in tokens[0::width]), np.int64, len(body))
     offsets = np.concatenate([[0], np.cumsum([count for _, count in frames])])
     return {"columns": table, "offsets": offsets}
 
@@ -95,15 +102,17 @@ def _columns(body: list[str], columns: list[tuple[str, str, int]]) -> dict | str
     if len(tokens) != width * len(body):
         return f"atom lines hold {len(tokens)} values, expected {width * len(body)}"
     try:
-        return _columns_from_table(np.array(tokens).reshape(len(body), width), columns)
+        return _columns_from_tokens(tokens, width, columns)
     except (ValueError, KeyError) as error:
         return f"bad atom column ({error})"
 
 
-def _columns_from_table(table: np.ndarray, columns: list[tuple[str, str, int]]) -> dict[str, np.ndarray]:
+def _columns_from_tokens(tokens: list[str], width: int, columns: list[tuple[str, str, int]]) -> dict:
+    """Columns of a row-major token list (``width`` tokens per atom line), converted from the token strings
+    directly (three times faster than through a numpy string table)."""
     arrays, offset = {}, 0
     for name, kind, n in columns:
-        arrays[name] = _column(table[:, offset : offset + n], kind)
+        arrays[name] = _column([tokens[offset + k :: width] for k in range(n)], kind)
         offset += n
     return arrays
 
@@ -113,11 +122,12 @@ def _frame(source: str, index: int, stem: str, info: dict, arrays: dict | str) -
     if isinstance(arrays, str):
         return Entry(source, index, id=entry_id, error=arrays)
     if "species" in arrays:
-        known = [atomic_numbers.get(s, 0) for s in arrays["species"].tolist()]
-        if 0 in known:
-            bad = arrays["species"][known.index(0)]
+        z = arrays.get("_z")
+        if z is None:
+            z = np.array([atomic_numbers.get(s, 0) for s in arrays["species"].tolist()], dtype=np.int64)
+        if not z.all():
+            bad = str(arrays["species"][int(np.flatnonzero(z == 0)[0])])
             return Entry(source, index, id=entry_id, error=f"unknown element or dummy species {bad!r}")
-        z = np.array(known, dtype=np.int64)
     elif "Z" in arrays:
         z = arrays["Z"].astype(np.int64)
     else:
@@ -178,13 +188,14 @@ def _parse_properties(spec: str) -> list[tuple[str, str, int]]:
     return columns
 
 
-def _column(block: np.ndarray, kind: str) -> np.ndarray:
+def _column(parts: list[list[str]], kind: str) -> np.ndarray:
+    """One column group from its components' tokens: [rows] for one component, else [rows, n]."""
     if kind == "R":
-        values = block.astype(np.float64)
+        values = np.array(parts, dtype=np.float64)
     elif kind == "I":
-        values = block.astype(np.int64)
+        values = np.array(parts, dtype=np.int64)
     elif kind == "L":
-        values = np.vectorize(_BOOLS.__getitem__)(block)
+        values = np.array([[_BOOLS[token] for token in part] for part in parts])
     else:
-        values = block
-    return values[:, 0] if values.shape[1] == 1 else values
+        values = np.array(parts)
+    return values[0] if len(parts) == 1 else np.ascontiguousarray(values.T)

@@ -27,6 +27,7 @@ import io
 import lzma
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,18 @@ import numpy as np
 
 from contrast.data.entry import Entry, voigt_to_matrix
 
-__all__ = ["Entry", "SourceSpec", "resolve_source", "read_entries", "atoms_properties", "voigt_to_matrix"]
+__all__ = [
+    "Entry",
+    "SourceSpec",
+    "resolve_source",
+    "read_entries",
+    "read_file",
+    "read_extxyz_text",
+    "is_extxyz",
+    "open_text",
+    "atoms_properties",
+    "voigt_to_matrix",
+]
 
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _STRUCTURE_SUFFIXES = (".cif", ".extxyz", ".xyz", ".vasp", ".poscar")
@@ -56,11 +68,26 @@ class SourceSpec:
 def resolve_source(source: Any, **options: Any) -> SourceSpec:
     """Classify a source and list its files (used for reading and for the cache key).
 
+    A list of paths (files, folders, globs) is one source of all their files, in order; any other list holds
+    structures in memory.
+
     Raises:
         FileNotFoundError: a path or glob that matches nothing.
     """
-    if isinstance(source, (list, tuple)):
-        return SourceSpec("memory", [], options, list(source))
+    if isinstance(source, Sequence) and not isinstance(source, (str, bytes)):
+        items = list(source)
+        if not items or not all(isinstance(item, (str, os.PathLike)) for item in items):
+            return SourceSpec("memory", [], options, items)
+        files = []
+        for item in items:  # several files, folders or globs: one dataset, in the given order
+            part = resolve_source(item, **options)
+            if part.kind != "files":
+                raise ValueError(
+                    f"{item}: a list of sources may name structure files, folders of them and globs, "
+                    f"not a {part.kind} source"
+                )
+            files.extend(part.files)
+        return SourceSpec("files", files, options)
     source = os.fspath(source)
     if source == "default":
         return SourceSpec("default", [_aflow_prototypes_path()], options)
@@ -132,7 +159,7 @@ def read_file(path: str, limit: int | None = None, format: str | None = None) ->
         if format == "cif":
             return _read_cif_text(path, text, Path(name).stem, limit)
         if format == "extxyz":
-            return _read_extxyz_text(path, text, limit)
+            return read_extxyz_text(path, text, limit)
         import ase.io
 
         handle = io.StringIO(text) if text is not None else path
@@ -180,25 +207,27 @@ def _numbered(stem: str | None, index: int) -> str | None:
     return stem if index == 0 else f"{stem}#{index}"
 
 
-def _read_extxyz_text(path: str, text: str, limit: int | None) -> list[Entry]:
+def read_extxyz_text(path: str, text: str, limit: int | None = None, first_index: int = 0) -> list[Entry]:
+    """Entries of an extended XYZ text: the whole file, or a chunk of it whose first frame is frame
+    ``first_index`` of ``path`` (the fast reader, else ASE's for features outside its subset)."""
     from ase.io.extxyz import read_xyz
 
     from contrast.data.extxyz import Unsupported, read_extxyz_frames
 
     stem = Path(_strip_compression(os.path.basename(path))).stem
     try:
-        return read_extxyz_frames(text, path, stem, limit)
+        return read_extxyz_frames(text, path, stem, limit, first_index)
     except Unsupported:
         pass
     if limit is None:
         try:  # fast path: one parse of the whole stream
             images = list(read_xyz(io.StringIO(text), index=slice(None)))
-            return [_entry_from_object(path, k, atoms, stem) for k, atoms in enumerate(images)]
+            return [_entry_from_object(path, first_index + k, atoms, stem) for k, atoms in enumerate(images)]
         except Exception:  # locate the bad frame below
             pass
     entries = []
-    for k, frame in enumerate(_split_xyz_frames(text)):
-        if limit is not None and k >= limit:
+    for k, frame in enumerate(_split_xyz_frames(text), start=first_index):
+        if limit is not None and k - first_index >= limit:
             break
         try:
             atoms = next(read_xyz(io.StringIO(frame), index=0))
@@ -238,7 +267,7 @@ def _read_cif_text(path: str, text: str, stem: str, limit: int | None = None) ->
 
 
 def _read_csv(path: str, cif_column: str | None = None, id_column: str | None = None) -> list[Entry]:
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
         return [Entry(path, 0, error="empty file")]
@@ -302,12 +331,18 @@ def _read_default(path: str) -> list[Entry]:
     ]
 
 
+def is_extxyz(path: str, format: str | None = None) -> bool:
+    """Whether a file is read as extended XYZ (by ``format``, else by its name)."""
+    return (format or _guess_format(_strip_compression(os.path.basename(path)))) == "extxyz"
+
+
 def _read_text(path: str) -> str:
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         return handle.read()
 
 
-def _open_text(path: str):
+def open_text(path: str):
+    """A text handle on a file, decompressing ``.gz``, ``.bz2`` and ``.xz`` as it reads."""
     opener = _OPENERS.get(Path(path).suffix.lower())
     if opener is None:
         return open(path, newline="")

@@ -61,26 +61,41 @@ def random_split(n: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int
 
 
 def composition_split(
-    formulas: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+    formulas: Sequence[str],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    assigned: dict[str, str] | None = None,
 ) -> dict[str, list[int]]:
     """Group split: every structure with the same reduced formula lands in the same part.
 
     Groups are shuffled with ``seed`` and each goes to the part furthest below its target size, so the sizes
     follow ``fractions`` as closely as whole groups allow.
+
+    Args:
+        formulas: reduced formula of each structure [S].
+        fractions: train, val and test fractions.
+        seed: shuffles the groups.
+        assigned: ``{formula: part}`` fixed beforehand (e.g. by another dataset split in the same run): those
+            groups go to their part and count towards its size. Updated in place with this split's groups.
     """
     fractions = _check_fractions(fractions)
     groups: dict[str, list[int]] = {}
     for index, formula in enumerate(formulas):
         groups.setdefault(formula, []).append(index)
+    assigned = {} if assigned is None else assigned
+    parts: list[list[int]] = [[], [], []]
+    for formula in sorted(set(groups) & set(assigned)):
+        parts[SPLIT_NAMES.index(assigned[formula])].extend(groups.pop(formula))
     names = sorted(groups)
     order = np.random.default_rng(seed).permutation(len(names))
     targets = fractions * len(formulas)
-    parts: list[list[int]] = [[], [], []]
     for k in order:
         members = groups[names[k]]
         deficit = targets - np.array([len(p) for p in parts])
         deficit[fractions == 0] = -np.inf  # an empty part stays empty
-        parts[int(np.argmax(deficit))].extend(members)
+        part = int(np.argmax(deficit))
+        parts[part].extend(members)
+        assigned[names[k]] = SPLIT_NAMES[part]
     return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts)}
 
 
