@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from contrast.augment.batched import BatchedViews
 from contrast.augment.corruption import displace_atoms, mask_species
 from contrast.augment.views import view_seed
 from contrast.losses import alignment, embedding_std, positive_negative_similarity, uniformity
@@ -119,6 +120,18 @@ class ContrastiveTask(TaskModule):
         seed = view_seed(int(self.objectives["seed"]), epoch, batch_key * 4 + stage_key)
         return torch.Generator().manual_seed(seed)
 
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With ``augment.on_device=true`` the loader yields structures: their two views are made here, on the
+        device (:class:`~contrast.augment.batched.BatchedViews`); otherwise the batch passes unchanged."""
+        trainer = self._trainer
+        views = getattr(getattr(trainer, "datamodule", None), "view_transform", None)
+        if not isinstance(views, BatchedViews):
+            return batch
+        epoch = (
+            int(self.current_epoch) if trainer.training else None
+        )  # val and test: the same views each epoch
+        return list(views(batch, views.generator(batch, epoch)))
+
     def _step(self, views, stage: str) -> Tensor:
         view_a, view_b = views
         objectives = self.objectives
@@ -187,4 +200,9 @@ class ContrastiveTask(TaskModule):
         if OmegaConf.select(cfg, "data.cutoff") is None:  # null: the encoder's own, for the views too
             with open_dict(cfg):
                 cfg.data.cutoff = module.encoder.cutoff
-        return module, {"view_transform": instantiate(cfg.augment)}
+        augment = plain(cfg.augment)
+        on_device = bool(augment.pop("on_device", False))
+        view_transform = instantiate(augment)
+        if on_device:  # geometry and neighbour search on the batch's device; chemistry stays per item
+            view_transform = BatchedViews.from_two_views(view_transform)
+        return module, {"view_transform": view_transform}
