@@ -12,7 +12,7 @@ from ase import units
 from ase.build import bulk
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
-from ase.optimize import BFGS
+from ase.optimize import FIRE
 
 import contrast
 
@@ -73,7 +73,9 @@ def test_relaxation_lowers_energy_and_forces(energy_checkpoint):
     atoms.rattle(0.08, seed=2)
     atoms.calc = contrast.load_calculator(energy_checkpoint)
     start, start_force = atoms.get_potential_energy(), np.abs(atoms.get_forces()).max()
-    BFGS(atoms, logfile=None).run(fmax=0.01, steps=200)
+    # FIRE, not BFGS: on this 3-epoch model's landscape BFGS's Hessian model stalls at fmax ~0.2 eV/Å while
+    # forces match finite differences to 3e-5 eV/Å; FIRE needs only the forces and reaches 0.01.
+    FIRE(atoms, logfile=None).run(fmax=0.01, steps=1000)
     assert atoms.get_potential_energy() < start
     assert np.abs(atoms.get_forces()).max() < min(0.01 + 1e-9, start_force)
 
