@@ -6,9 +6,10 @@ to ``<cache entry>.shards/shard-<k>/`` (its arrays plus ``shard.json``) through 
 shard on disk is always complete. At most ``workers + 1`` shards are in flight, so the memory of a build
 does not grow with the number of structures. An interrupted build keeps its finished shards and the next
 one skips them: shard boundaries depend only on the files and ``shard_size``. When all shards are there,
-they are copied one by one into memory-mapped arrays of the final store (see :mod:`contrast.data.store`),
-the ids are made unique over the whole source (:func:`~contrast.data.build.unique_ids`, the same rule as
-for one shard), the data report is written and the shards are removed.
+they are copied one by one into the final store (see :mod:`contrast.data.store`), one shard's array in
+memory at a time, the ids are made unique over the whole source (:func:`~contrast.data.build.unique_ids`,
+the same rule as for one shard, checked on bytes arrays), the data report is written and the shards are
+removed. The memory of a build thus stays flat in the number of structures.
 """
 
 from __future__ import annotations
