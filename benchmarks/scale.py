@@ -280,14 +280,7 @@ def run_phase(
         with sampler if sample else _Null():
             result = json.loads(json.dumps(PHASES[name](**args), default=float))
         result["phase_seconds"] = time.perf_counter() - start
-        if sample:
-            result["rss"] = {
-                "max_single_mb": sampler.max_single_kb / 1024,
-                "tree_sum_mb": sampler.max_tree_kb / 1024,
-                "processes": sampler.max_processes,
-                **result.get("rss", {}),
-            }
-        return result
+        return _with_rss(result, sampler if sample else None)
     command = [sys.executable, str(Path(__file__).resolve()), "--_phase", name, "--_args", json.dumps(args)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     start = time.perf_counter()
@@ -299,7 +292,12 @@ def run_phase(
         raise RuntimeError(f"phase {name} failed with exit code {process.returncode}")
     result = json.loads(out.strip().splitlines()[-1])
     result["phase_seconds"] = time.perf_counter() - start
-    if sample:
+    return _with_rss(result, sampler if sample else None)
+
+
+def _with_rss(result: dict, sampler: TreeSampler | None) -> dict:
+    """Add the sampled peak memory of the phase's process tree (if sampled) to its result."""
+    if sampler is not None:
         result["rss"] = {
             "max_single_mb": sampler.max_single_kb / 1024,
             "tree_sum_mb": sampler.max_tree_kb / 1024,
