@@ -1,6 +1,6 @@
 """Scale benchmark: a million synthetic crystals through the structure store, the view loaders and training.
 
-    OMP_NUM_THREADS=1 python benchmarks/scale.py --n 1000000 --rounds 3 --out /work/exp/scale \
+    OMP_NUM_THREADS=1 python benchmarks/scale.py --n 1000000 --rounds 3 --out /tmp/scale \
         --json benchmarks/results/scale.json
 
 The synthetic set is made of perturbed copies of real structures of 5 to 50 atoms (``--seed-data``, default
@@ -38,6 +38,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -739,7 +740,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="synthetic structures")
     parser.add_argument("--seed-data", default=str(SHARED_SEED), help="real structures to perturb")
-    parser.add_argument("--out", default="/work/exp/scale", help="folder for the data and the caches")
+    parser.add_argument(
+        "--out",
+        default=str(Path(tempfile.gettempdir()) / "contrast-scale"),
+        help="folder for the data and the caches (removed afterwards unless --keep)",
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--shard-size", type=int, default=50_000, help="frames per file and store shard")
     parser.add_argument("--workers", type=int, default=2, help="processes generating and building")
