@@ -37,11 +37,10 @@ class EnergyTask(TaskModule):
             (1.0: one learning rate; 0.8: the last layer gets 0.8x, the one before 0.64x, ...).
         fit_references: fit per-element reference energies and the per-atom shift and scale on the training
             set.
-        energy_scale: what sets the head's per-atom scale: ``forces`` (the RMS force component of the
-            training set, eV/Å times 1 Å: the size of energy changes that forces resolve), ``energy`` (the
-            std of the residual energy per atom, tiny on single-element sets, where it makes the head's
-            outputs, and their gradients, the forces, too small to fit), or ``auto`` (``forces`` when
-            forces are trained on).
+        energy_scale: what sets the head's per-atom scale: ``energy`` (the std of the residual energy per
+            atom after the references) or ``forces`` (the RMS force component of the training set, eV/Å
+            times 1 Å). ``energy`` was as good or better in both comparisons so far (BENCHMARKS.md, "Energy
+            head on mlearn").
         restore_best: after fitting, restore the weights of the validation with the lowest ``val_loss``
             (the test split, the saved ``best.ckpt`` and the report use them).
         task: the task name stored in the checkpoint.
@@ -57,12 +56,12 @@ class EnergyTask(TaskModule):
         freeze_encoder: bool = False,
         layer_decay: float = 1.0,
         fit_references: bool = True,
-        energy_scale: str = "auto",
+        energy_scale: str = "energy",
         restore_best: bool = True,
         task: str = "energy",
     ):
-        if energy_scale not in ("auto", "forces", "energy"):
-            raise ValueError(f"energy_scale must be 'auto', 'forces' or 'energy', got {energy_scale!r}")
+        if energy_scale not in ("energy", "forces"):
+            raise ValueError(f"energy_scale must be 'energy' or 'forces', got {energy_scale!r}")
         super().__init__()
         self.save_hyperparameters()
         encoder_module = build(encoder)
@@ -93,8 +92,7 @@ class EnergyTask(TaskModule):
         energies = torch.cat([graph.energy.reshape(1) for graph in graphs])
         head = self.model.head
         head.fit_reference_energies(z_list, energies)
-        scale = self.hparams.energy_scale
-        if scale == "forces" or (scale == "auto" and self.loss_weights["forces"] > 0):
+        if self.hparams.energy_scale == "forces":
             forces = torch.cat([graph.forces.reshape(-1) for graph in graphs]).double()
             rms = float(forces.pow(2).mean().sqrt())
             if rms > 1e-12:

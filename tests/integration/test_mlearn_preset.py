@@ -1,11 +1,12 @@
 """``experiment=mlearn``: the interatomic-potential preset composes, trains on an energy + forces file, scales
-the head by the training forces and keeps the best validation weights."""
+the head by the training energies or forces and keeps the best validation weights."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
@@ -25,7 +26,8 @@ def _labelled_file(path, n: int = 24) -> list:
     return frames
 
 
-def test_mlearn_preset_trains_one_epoch_with_force_scaled_head(tmp_path):
+@pytest.mark.parametrize("scale", ["energy", "forces"])
+def test_mlearn_preset_trains_one_epoch_and_scales_the_head(tmp_path, scale):
     data = tmp_path / "Cu_train.extxyz"
     frames = _labelled_file(data)
     run_dir = tmp_path / "run"
@@ -37,6 +39,7 @@ def test_mlearn_preset_trains_one_epoch_with_force_scaled_head(tmp_path):
             "trainer.max_epochs=1",
             "encoder.hidden_dim=16",
             "encoder.num_layers=2",
+            f"task.energy_scale={scale}",
         ],
         run_dir=run_dir,
     )
@@ -47,9 +50,17 @@ def test_mlearn_preset_trains_one_epoch_with_force_scaled_head(tmp_path):
     assert summary["restored_best"]["epoch"] == 0
     best = run_dir / "checkpoints" / "best.ckpt"
     assert best.exists()
-    # the head's per-atom scale is the RMS force component of the training part (checked independently)
+    # the head's per-atom scale, computed independently on the training part: the std of the energy per atom
+    # left after the one-element reference (least squares over atom counts), or the RMS force component
     train = load_split(run_dir / "splits.json")["train"]
-    forces = np.concatenate([frames[i].get_forces().ravel() for i in train])
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    np.testing.assert_allclose(float(state["model.head.scale"]), np.sqrt(np.mean(forces**2)), rtol=1e-5)
+    if scale == "forces":
+        forces = np.concatenate([frames[i].get_forces().ravel() for i in train])
+        expected = np.sqrt(np.mean(forces**2))
+    else:
+        counts = np.array([[len(frames[i])] for i in train], dtype=float)
+        energies = np.array([frames[i].get_potential_energy() for i in train])
+        reference = np.linalg.lstsq(counts, energies, rcond=None)[0]
+        expected = ((energies - counts @ reference) / counts[:, 0]).std()
+    np.testing.assert_allclose(float(state["model.head.scale"]), expected, rtol=1e-5)
     assert json.loads((run_dir / "metrics.json").read_text())["restored_best"]["checkpoint"] == "best.ckpt"
