@@ -93,8 +93,12 @@ def encoder_overrides(checkpoint: str) -> list[str]:
 def finetune_once(spec, split_file: Path, start: str | None, seed: int, args, run_dir: Path, scratch: list):
     """One fine-tuning run through ``contrast.train``; returns its test MAE (read back when done before)."""
     result = run_dir / "metrics.json"
-    if not result.exists():
+    if not _finished(result):
+        import shutil
+
         from contrast.train import run_training
+
+        shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
 
         overrides = [
             "task=finetune",
@@ -121,6 +125,11 @@ def finetune_once(spec, split_file: Path, start: str | None, seed: int, args, ru
         run_training(overrides, run_dir)
     metrics = json.loads(result.read_text())
     return float(metrics["finetune"][spec.target]["mae"])
+
+
+def _finished(metrics: Path) -> bool:
+    """Whether a run wrote its test report (``metrics.json`` is also written after every epoch)."""
+    return metrics.exists() and "finetune" in json.loads(metrics.read_text())
 
 
 def table(results: list[dict], fractions: list[float]) -> str:
