@@ -77,17 +77,24 @@ def task_split_files(spec, data_dir: Path, cutoff: float, val_size: int, fractio
 
 
 def encoder_overrides(checkpoint: str) -> list[str]:
-    """Hydra overrides that build a fresh encoder with the checkpoint's architecture and readout."""
+    """Hydra overrides that build a fresh encoder with the checkpoint's architecture, readout and cutoff (the
+    encoder groups take their cutoff from ``data.cutoff``)."""
     from contrast.checkpoint import encoder_config_and_weights, read_checkpoint
     from contrast.pretrained import checkpoint_path
 
     path = checkpoint_path(checkpoint)
     config, _ = encoder_config_and_weights(read_checkpoint(path), source=path)
     target = config.pop("_target_")
-    group = {"contrast.nn.painn.PaiNN": "painn", "contrast.nn.schnet.SchNet": "schnet"}.get(target)
-    if group is None:
+    groups = {
+        "contrast.nn.painn.PaiNN": "painn",
+        "contrast.nn.schnet.SchNet": "schnet",
+        "contrast.nn.cgcnn.CGCNN": "cgcnn",
+    }
+    if target not in groups:
         raise SystemExit(f"no encoder config group for {target}")
-    return [f"encoder={group}", *(f"encoder.{k}={v}" for k, v in config.items() if k != "cutoff")]
+    options = [f"encoder.{k}={v}" for k, v in config.items() if k != "cutoff"]
+    cutoff = [f"data.cutoff={config['cutoff']}"] if config.get("cutoff") is not None else []
+    return [f"encoder={groups[target]}", *options, *cutoff]
 
 
 def finetune_once(spec, split_file: Path, start: str | None, seed: int, args, run_dir: Path, scratch: list):

@@ -1,0 +1,99 @@
+"""``benchmarks/label_efficiency.py`` end to end on a stand-in MP file: splits, both starts, outputs."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from contrast.data.emt import emt_structures
+from contrast.tasks.contrastive import ContrastiveTask
+from tests.integration.cli import REPO
+
+ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0}
+
+
+def _benchmark():
+    path = REPO / "benchmarks" / "label_efficiency.py"
+    spec = importlib.util.spec_from_file_location("label_efficiency", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_nested_fractions_are_nested_seeded_and_at_least_two():
+    bench = _benchmark()
+    pool = np.arange(100, 300)
+    subsets = bench.nested_fractions(pool, [0.001, 0.1, 0.5, 1.0], seed=3)
+    assert len(subsets[0.001]) == 2 and len(subsets[0.1]) == 20 and len(subsets[1.0]) == 200
+    assert set(subsets[0.001]) <= set(subsets[0.1]) <= set(subsets[0.5]) <= set(subsets[1.0]) == set(pool)
+    again = bench.nested_fractions(pool, [0.1], seed=3)[0.1]
+    np.testing.assert_array_equal(again, subsets[0.1])
+    assert not np.array_equal(bench.nested_fractions(pool, [0.1], seed=4)[0.1], subsets[0.1])
+
+
+@pytest.mark.slow
+def test_label_efficiency_runs_both_starts_on_the_suite_split(tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    structures = emt_structures(40, seed=3)
+    for atoms in structures:
+        atoms.info["e_form_per_atom"] = atoms.get_potential_energy() / len(atoms)
+    with gzip.open(data_dir / "mp_train.extxyz.gz", "wt") as handle:
+        ase.io.write(handle, structures, format="extxyz")
+    torch.manual_seed(0)
+    module = ContrastiveTask(
+        encoder=ENCODER,
+        projector={"_target_": "contrast.nn.heads.ProjectionHead", "hidden_dim": 8, "out_dim": 4},
+        loss={"_target_": "contrast.losses.InfoNCELoss", "temperature": 0.1},
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
+    )
+    checkpoint = tmp_path / "pretrained.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, checkpoint)
+    out = tmp_path / "out"
+    args = [
+        f"--data-dir={data_dir}",
+        f"--checkpoint={checkpoint}",
+        f"--out={out}",
+        "--tasks=mp_e_form",
+        "--fractions",
+        "0.5",
+        "1.0",
+        "--seeds=0",
+        "--steps=2",
+        "--val-every=1",
+        "--val=4",
+        "--batch-size=8",
+    ]
+    bench = _benchmark()
+    bench.main(args)
+
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["fraction"], r["seed"]) for r in runs] == [(0.5, 0), (1.0, 0)]
+    for row in runs:
+        assert np.isfinite(row["pretrained_mae"]) and np.isfinite(row["scratch_mae"])
+        assert row["ratio"] == pytest.approx(row["pretrained_mae"] / row["scratch_mae"])
+    assert (out / "label_efficiency.png").stat().st_size > 0
+    assert "| mp_e_form |" in (out / "label_efficiency.md").read_text()
+    # the scratch start has the checkpoint's architecture and cutoff
+    config = yaml.safe_load((out / "mp_e_form" / "scratch_f1_s0" / "config.yaml").read_text())
+    assert config["encoder"]["_target_"] == ENCODER["_target_"]
+    assert config["encoder"]["hidden_dim"] == 8 and config["encoder"]["num_layers"] == 1
+    assert config["data"]["cutoff"] == 4.0 and config["task"]["checkpoint"] is None
+    # nested training subsets; one validation and one test part for every run, disjoint from training
+    folder = out / "mp_e_form"
+    splits = {f: json.loads((folder / f"splits_f{f}_s0.json").read_text())["ids"] for f in ("0.5", "1")}
+    assert set(splits["0.5"]["train"]) < set(splits["1"]["train"])
+    for part in ("val", "test"):
+        assert splits["0.5"][part] == splits["1"][part] and splits["1"][part]
+        assert not set(splits["1"][part]) & set(splits["1"]["train"])
+    # finished runs are read back, not repeated
+    stamp = (out / "mp_e_form" / "pretrained_f1_s0" / "metrics.json").stat().st_mtime_ns
+    bench.main(args)
+    assert (out / "mp_e_form" / "pretrained_f1_s0" / "metrics.json").stat().st_mtime_ns == stamp
