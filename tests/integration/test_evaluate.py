@@ -10,7 +10,6 @@ import sys
 import ase.io
 import numpy as np
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -20,7 +19,7 @@ from contrast.data.splits import composition_split
 from contrast.evaluate import evaluate
 from contrast.probes.report import probe_report
 from contrast.suite import SuiteData, parse_suite
-from contrast.tasks.contrastive import ContrastiveTask
+from tests.checkpoints import untrained_checkpoint
 from tests.integration.cli import REPO, environment
 
 ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0}
@@ -63,15 +62,8 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    module = ContrastiveTask(
-        encoder=ENCODER,
-        projector={"_target_": "contrast.nn.heads.ProjectionHead", "hidden_dim": 8, "out_dim": 4},
-        loss={"_target_": "contrast.losses.InfoNCELoss", "temperature": 0.1},
-        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
-    )
     path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    untrained_checkpoint(path, ENCODER)
     return path
 
 

@@ -9,11 +9,10 @@ import json
 import ase.io
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from contrast.data.emt import emt_structures
-from contrast.tasks.contrastive import ContrastiveTask
+from tests.checkpoints import untrained_checkpoint
 from tests.integration.cli import REPO
 
 ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0}
@@ -47,15 +46,8 @@ def test_label_efficiency_runs_both_starts_on_the_suite_split(tmp_path):
         atoms.info["e_form_per_atom"] = atoms.get_potential_energy() / len(atoms)
     with gzip.open(data_dir / "mp_train.extxyz.gz", "wt") as handle:
         ase.io.write(handle, structures, format="extxyz")
-    torch.manual_seed(0)
-    module = ContrastiveTask(
-        encoder=ENCODER,
-        projector={"_target_": "contrast.nn.heads.ProjectionHead", "hidden_dim": 8, "out_dim": 4},
-        loss={"_target_": "contrast.losses.InfoNCELoss", "temperature": 0.1},
-        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
-    )
     checkpoint = tmp_path / "pretrained.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, checkpoint)
+    untrained_checkpoint(checkpoint, ENCODER)
     out = tmp_path / "out"
     args = [
         f"--data-dir={data_dir}",

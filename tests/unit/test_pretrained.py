@@ -11,22 +11,15 @@ from torch_geometric.data import Batch
 
 import contrast
 from contrast.checkpoint import CheckpointError
-from contrast.tasks.contrastive import ContrastiveTask
+from tests.checkpoints import untrained_checkpoint
 
 ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 2, "cutoff": 4.0}
 
 
 @pytest.fixture(scope="module")
 def task_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    module = ContrastiveTask(
-        encoder=ENCODER,
-        projector={"_target_": "contrast.nn.heads.ProjectionHead", "hidden_dim": 8, "out_dim": 4},
-        loss={"_target_": "contrast.losses.InfoNCELoss", "temperature": 0.1},
-        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
-    )
     path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    module = untrained_checkpoint(path, ENCODER)
     return module, path
 
 
