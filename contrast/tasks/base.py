@@ -132,6 +132,52 @@ def plateau_scheduler(optimizer: torch.optim.Optimizer, config: Mapping) -> dict
     return {"scheduler": scheduler, "monitor": config.get("monitor", "val_loss"), "interval": "epoch"}
 
 
+def wall_clock_cosine(progress: float, warmup_fraction: float, min_lr_ratio: float) -> float:
+    """Learning-rate factor at ``progress`` (the fraction of a wall-clock budget spent, 0 to 1): a linear
+    warm-up from ``min_lr_ratio`` over the first ``warmup_fraction``, then a cosine decay to ``min_lr_ratio``
+    at the end of the budget."""
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < warmup_fraction:
+        return min_lr_ratio + (1.0 - min_lr_ratio) * progress / warmup_fraction
+    decayed = (progress - warmup_fraction) / max(1e-12, 1.0 - warmup_fraction)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * decayed))
+
+
+class WallClockCosine(torch.optim.lr_scheduler.LRScheduler):
+    """Warm-up + cosine decay over a wall-clock budget (``trainer.max_time``) instead of a number of steps.
+
+    The task sets ``progress`` (the fraction of the budget spent, from Lightning's ``Timer``, which a resumed
+    run restores) before each step; the learning rate reaches its minimum when the budget ends, however many
+    steps the machine managed. Stepped per optimiser step.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_fraction: float, min_lr_ratio: float):
+        if not 0.0 <= warmup_fraction < 1.0:
+            raise ValueError(f"scheduler.warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        self.progress = 0.0
+        self.warmup_fraction, self.min_lr_ratio = warmup_fraction, min_lr_ratio
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        factor = wall_clock_cosine(self.progress, self.warmup_fraction, self.min_lr_ratio)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+
+def budget_timer(trainer: pl.Trainer) -> pl.callbacks.Timer:
+    """The ``Timer`` that ends a run at ``trainer.max_time``.
+
+    Raises:
+        ValueError: when the run has no wall-clock budget.
+    """
+    for callback in trainer.callbacks:
+        if isinstance(callback, pl.callbacks.Timer) and callback.time_remaining() is not None:
+            return callback
+    raise ValueError(
+        "scheduler.kind=cosine_time decays the learning rate over the wall-clock budget, but the run has "
+        "none: set trainer.max_time (e.g. trainer.max_time=00:00:30:00)"
+    )
+
+
 class TaskModule(pl.LightningModule):
     """Base LightningModule: optimiser from config, warm-up + cosine schedule per step, throughput logging.
 
@@ -171,8 +217,16 @@ class TaskModule(pl.LightningModule):
                 "optimizer": optimizer,
                 "lr_scheduler": plateau_scheduler(optimizer, self.scheduler_config),
             }
+        if kind == "cosine_time":
+            budget_timer(self.trainer)  # refuse a run without max_time before it trains
+            scheduler = WallClockCosine(
+                optimizer,
+                float(self.scheduler_config.get("warmup_fraction", 0.0)),
+                float(self.scheduler_config.get("min_lr_ratio", 0.0)),
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         if kind != "cosine":
-            raise ValueError(f"scheduler.kind must be 'cosine' or 'plateau', got {kind!r}")
+            raise ValueError(f"scheduler.kind must be 'cosine', 'cosine_time' or 'plateau', got {kind!r}")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         max_epochs = max(1, self.trainer.max_epochs or 1)
         warmup = int(self.scheduler_config.get("warmup_epochs", 0) * total / max_epochs)
@@ -199,6 +253,11 @@ class TaskModule(pl.LightningModule):
     # Throughput in structures/s over the whole step (data wait excluded, optimiser included).
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._step_started = time.perf_counter()
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, WallClockCosine):
+                timer = budget_timer(self.trainer)
+                spent = timer.time_elapsed("train")
+                config.scheduler.progress = spent / max(1e-9, spent + timer.time_remaining("train"))
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         started = getattr(self, "_step_started", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytorch_lightning as pl
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
+from contrast.tasks.averaging import check_decay, update_average, warm_decay
 from contrast.tasks.base import (
     TaskModule,
     build,
@@ -43,6 +45,10 @@ class EnergyTask(TaskModule):
             head on mlearn").
         restore_best: after fitting, restore the weights of the validation with the lowest ``val_loss``
             (the test split, the saved ``best.ckpt`` and the report use them).
+        ema_decay: decay of an exponential moving average of the weights (warmed up as
+            ``min(ema_decay, (1 + n) / (10 + n))``), or None. With it, ``model.*`` in the checkpoint holds
+            the average (validated, tested and loaded by the calculator) and ``online.*`` the weights the
+            optimiser updates (needed to resume).
         task: the task name stored in the checkpoint.
     """
 
@@ -58,29 +64,55 @@ class EnergyTask(TaskModule):
         fit_references: bool = True,
         energy_scale: str = "energy",
         restore_best: bool = True,
+        ema_decay: float | None = None,
         task: str = "energy",
     ):
         if energy_scale not in ("energy", "forces"):
             raise ValueError(f"energy_scale must be 'energy' or 'forces', got {energy_scale!r}")
+        check_decay(ema_decay)
         super().__init__()
         self.save_hyperparameters()
         encoder_module = build(encoder)
         head_module = EnergyHead(in_dim=encoder_module.feature_dim, **(head or {}))
         self.model = EnergyModel(encoder_module, head_module)
+        if ema_decay is not None:
+            # The optimiser trains `online`; `model` holds the average (evaluated and published).
+            self.online = copy.deepcopy(self.model)
+            self.model.requires_grad_(False)
+            self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self.loss_weights = {"energy": 1.0, "forces": 10.0, "stress": 0.0, **(loss_weights or {})}
         self.optimizer_config = optimizer
         self.scheduler_config = scheduler
         if freeze_encoder:
-            self.model.encoder.requires_grad_(False)
+            self.trained_model.encoder.requires_grad_(False)
 
     @property
     def encoder(self) -> nn.Module:
         return self.model.encoder
 
+    @property
+    def trained_model(self) -> EnergyModel:
+        """The model the optimiser updates (the same module as ``model`` without EMA)."""
+        return self.online if self.hparams.ema_decay is not None else self.model
+
+    def start_from(self, weights: dict[str, Tensor], source: str) -> None:
+        """Load pretrained encoder weights into the trained model and its average (strict)."""
+        load_encoder_weights(self.trained_model.encoder, weights, source)
+        if self.hparams.ema_decay is not None:
+            self.model.load_state_dict(self.online.state_dict())
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.hparams.ema_decay is not None:
+            decay = warm_decay(self.hparams.ema_decay, int(self.ema_updates))
+            update_average([(self.model, self.online)], decay)
+            self.ema_updates += 1
+
     def parameter_groups(self) -> list[dict]:
         lr = float(self.optimizer_config.get("lr", 1e-3))
-        groups = [{"params": [p for p in self.model.head.parameters() if p.requires_grad], "lr": lr}]
-        groups += layer_decay_groups(self.model.encoder, lr, self.hparams.layer_decay)
+        model = self.trained_model
+        groups = [{"params": [p for p in model.head.parameters() if p.requires_grad], "lr": lr}]
+        groups += layer_decay_groups(model.encoder, lr, self.hparams.layer_decay)
         return [group for group in groups if group["params"]]
 
     def setup(self, stage: str) -> None:
@@ -90,7 +122,7 @@ class EnergyTask(TaskModule):
         graphs = [train_set[i] for i in range(len(train_set))]
         z_list = [graph.z for graph in graphs]
         energies = torch.cat([graph.energy.reshape(1) for graph in graphs])
-        head = self.model.head
+        head = self.trained_model.head
         head.fit_reference_energies(z_list, energies)
         if self.hparams.energy_scale == "forces":
             forces = torch.cat([graph.forces.reshape(-1) for graph in graphs]).double()
@@ -103,6 +135,8 @@ class EnergyTask(TaskModule):
             float(head.shift),
             float(head.scale),
         )
+        if self.hparams.ema_decay is not None:
+            self.model.load_state_dict(self.online.state_dict())
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [RestoreBest("val_loss", "min")] if self.hparams.restore_best else []
@@ -112,9 +146,14 @@ class EnergyTask(TaskModule):
         return self.loss_weights["stress"] > 0
 
     def forward(self, batch, training: bool = False) -> dict[str, Tensor]:
-        """``energy`` [B], ``forces`` [N, 3] and, when trained on, ``stress`` [B, 3, 3]."""
+        """``energy`` [B], ``forces`` [N, 3] and, when trained on, ``stress`` [B, 3, 3]; from the trained
+        weights when ``training``, else from the evaluated ones (the average with EMA)."""
         return energy_forces_stress(
-            self.model, batch, compute_forces=True, compute_stress=self._needs_stress, training=training
+            self.trained_model if training else self.model,
+            batch,
+            compute_forces=True,
+            compute_stress=self._needs_stress,
+            training=training,
         )
 
     def _step(self, batch, stage: str) -> Tensor:
@@ -155,6 +194,6 @@ class EnergyTask(TaskModule):
             encoder_cfg, weights = pretrained_encoder(checkpoint_path)
         module = cls(encoder=encoder_cfg, **task_cfg)
         if weights is not None:
-            load_encoder_weights(module.model.encoder, weights, checkpoint_path)
+            module.start_from(weights, checkpoint_path)
         targets = ["energy", "forces"] + (["stress"] if module._needs_stress else [])
         return module, {"targets": targets}

@@ -23,6 +23,7 @@ from torch_geometric.utils import scatter
 
 from contrast.nn.geometry import graph_index
 from contrast.nn.heads import PropertyHead
+from contrast.tasks.averaging import check_decay, update_average, warm_decay
 from contrast.tasks.base import (
     TaskModule,
     build,
@@ -125,13 +126,8 @@ class FinetuneTask(TaskModule):
     @torch.no_grad()
     def update_average(self) -> None:
         """One EMA step of ``encoder``/``head`` towards the trained weights; buffers are copied."""
-        n = int(self.ema_updates)
-        decay = min(float(self.hparams.ema_decay), (1 + n) / (10 + n))
-        for average, trained in ((self.encoder, self.online["encoder"]), (self.head, self.online["head"])):
-            for p_avg, p in zip(average.parameters(), trained.parameters()):
-                p_avg.lerp_(p, 1.0 - decay)
-            for b_avg, b in zip(average.buffers(), trained.buffers()):
-                b_avg.copy_(b)
+        decay = warm_decay(self.hparams.ema_decay, int(self.ema_updates))
+        update_average(((self.encoder, self.online["encoder"]), (self.head, self.online["head"])), decay)
         self.ema_updates += 1
 
     def optimizer_step(self, *args, **kwargs) -> None:
@@ -307,8 +303,7 @@ def _check_options(
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay}")
     if freeze_epochs < 0:
         raise ValueError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
-    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
+    check_decay(ema_decay)
 
 
 def _check_labels(labels: Tensor, num_classes: int, name: str) -> None:

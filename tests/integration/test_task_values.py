@@ -18,6 +18,7 @@ from contrast.data.emt import emt_structures
 from contrast.nn.forces import energy_forces_stress
 from contrast.tasks.energy import EnergyTask
 from contrast.tasks.probe import ProbeTask
+from tests.trainers import quiet_trainer
 
 CUTOFF = 4.0
 ENCODER = {
@@ -38,18 +39,6 @@ class _Metrics:
         self.values[key] = value
 
 
-def _trainer(epochs: int) -> pl.Trainer:
-    return pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        inference_mode=False,
-        accelerator="cpu",
-    )
-
-
 def _emt(tmp_path, targets, fractions=(0.8, 0.1, 0.1)) -> CrystalDataModule:
     return CrystalDataModule(
         source="emt", cutoff=CUTOFF, targets=targets, batch_size=16, fractions=fractions, cache_dir=tmp_path
@@ -61,7 +50,7 @@ def test_probe_report_equals_scikit_learn_on_the_same_features(tmp_path):
     pl.seed_everything(0)
     module = ProbeTask(encoder=ENCODER, targets=["energy"], optimizer=OPTIMIZER, head={"hidden_dim": 8})
     datamodule = _emt(tmp_path, ["energy"])
-    trainer = _trainer(1)
+    trainer = quiet_trainer(1)
     trainer.fit(module, datamodule=datamodule)
     metrics = _Metrics()
     module.after_fit(trainer, datamodule, metrics, tmp_path)
@@ -91,9 +80,9 @@ def test_probe_report_refuses_an_empty_test_split(tmp_path):
     module = ProbeTask(encoder=ENCODER, targets=["energy"], optimizer=OPTIMIZER, head={"hidden_dim": 8})
     datamodule = _emt(tmp_path, ["energy"], fractions=(0.9, 0.1, 0.0))
     with pytest.raises(ValueError, match="the test split is empty"):  # before any training
-        _trainer(1).fit(module, datamodule=datamodule)
+        quiet_trainer(1).fit(module, datamodule=datamodule)
     with pytest.raises(ValueError, match="the test split is empty"):
-        module.after_fit(_trainer(1), datamodule, _Metrics(), tmp_path)
+        module.after_fit(quiet_trainer(1), datamodule, _Metrics(), tmp_path)
 
 
 def test_probe_classification_metrics_survive_a_class_missing_from_the_test_split():
@@ -130,7 +119,7 @@ def test_energy_head_learns_emt_energies_and_forces(tmp_path):
         scheduler={"warmup_epochs": 1, "min_lr_ratio": 0.05},
         loss_weights={"energy": 100.0, "forces": 10.0},
     )
-    _trainer(10).fit(module, datamodule=datamodule)
+    quiet_trainer(10).fit(module, datamodule=datamodule)
 
     train = [datamodule.train_set[i] for i in range(len(datamodule.train_set))]
     test = [datamodule.test_set[i] for i in range(len(datamodule.test_set))]

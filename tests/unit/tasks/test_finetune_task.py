@@ -15,6 +15,7 @@ import contrast
 from contrast.data.datamodule import CrystalDataModule
 from contrast.tasks.finetune import FinetuneTask
 from contrast.tasks.finetune_report import predict
+from tests.trainers import quiet_trainer
 
 CUTOFF = 4.0
 ENCODER = {
@@ -65,20 +66,6 @@ def _task(targets=("au_fraction",), **options) -> FinetuneTask:
     return FinetuneTask(encoder=ENCODER, targets=list(targets), **options)
 
 
-def _trainer(max_epochs: int, callbacks=(), **options) -> pl.Trainer:
-    options = {"enable_checkpointing": False, **options}
-    return pl.Trainer(
-        accelerator="cpu",
-        max_epochs=max_epochs,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=list(callbacks),
-        **options,
-    )
-
-
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().clone() for key, value in module.state_dict().items()}
 
@@ -91,7 +78,7 @@ def _same(a: dict, b: dict) -> bool:
 def test_finetuning_beats_the_train_mean(structures, target, readout):
     data = _data(structures, [target])
     module = _task([target], readout=readout)
-    trainer = _trainer(12)
+    trainer = quiet_trainer(12)
     trainer.fit(module, datamodule=data)
     (result,) = trainer.test(module, datamodule=data, verbose=False)
     train = np.array([float(getattr(data.train_set[i], target)) for i in range(len(data.train_set))])
@@ -173,7 +160,7 @@ def test_freeze_epochs_keeps_the_encoder_for_the_first_epoch(structures):
     # weight decay too: a frozen parameter has no gradient, and the optimiser skips it
     module = _task(freeze_epochs=1, optimizer={**OPTIMIZER, "weight_decay": 0.1})
     head_before = _state(module.head)
-    _trainer(2, [record]).fit(module, datamodule=_data(structures, ["au_fraction"]))
+    quiet_trainer(2, [record]).fit(module, datamodule=_data(structures, ["au_fraction"]))
     start, after_first, after_second = record.states
     assert _same(start, after_first)  # epoch 0: not one encoder weight (or buffer) moved
     assert not _same(after_first, after_second)  # epoch 1: the same optimiser now trains it
@@ -187,12 +174,12 @@ def test_freeze_epochs_keeps_the_encoder_for_the_first_epoch(structures):
 def test_a_resumed_run_restores_the_frozen_state(structures, tmp_path, freeze_epochs):
     checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
     first = _task(freeze_epochs=freeze_epochs)
-    _trainer(1, [checkpoints], enable_checkpointing=True).fit(
+    quiet_trainer(1, [checkpoints], enable_checkpointing=True).fit(
         first, datamodule=_data(structures, ["au_fraction"])
     )
     saved = _state(first.trained_encoder)
     resumed = _task(freeze_epochs=freeze_epochs)
-    _trainer(2).fit(
+    quiet_trainer(2).fit(
         resumed, datamodule=_data(structures, ["au_fraction"]), ckpt_path=str(tmp_path / "last.ckpt")
     )
     # epoch 1 is frozen exactly when freeze_epochs > 1
@@ -203,7 +190,7 @@ def test_ema_weights_are_evaluated_and_saved(structures, tmp_path):
     data = _data(structures, ["au_fraction"])
     checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
     module = _task(ema_decay=0.9, restore_best=False)  # the last step's average, as saved in last.ckpt
-    trainer = _trainer(3, [checkpoints], enable_checkpointing=True)
+    trainer = quiet_trainer(3, [checkpoints], enable_checkpointing=True)
     trainer.fit(module, datamodule=data)
     assert int(module.ema_updates) == trainer.global_step > 0
     average, online = _state(module.encoder), _state(module.online["encoder"])
@@ -310,19 +297,19 @@ def test_bad_options_are_refused(options, match):
 def test_classification_learns_and_refuses_bad_labels(structures):
     data = _data(structures, ["rich"])
     module = _task(["rich"], kind="classification", num_classes=2)
-    trainer = _trainer(8)
+    trainer = quiet_trainer(8)
     trainer.fit(module, datamodule=data)
     (result,) = trainer.test(module, datamodule=data, verbose=False)
     assert result["test/accuracy"] >= 0.75
     with pytest.raises(ValueError, match="integer labels"):
-        _trainer(1).fit(
+        quiet_trainer(1).fit(
             _task(["au_fraction"], kind="classification"), datamodule=_data(structures, ["au_fraction"])
         )
 
 
 def test_early_stopping_ends_a_run_that_stops_improving(structures):
     module = _task(optimizer={**OPTIMIZER, "lr": 0.0}, early_stopping={"monitor": "val_loss", "patience": 0})
-    trainer = _trainer(5)
+    trainer = quiet_trainer(5)
     trainer.fit(module, datamodule=_data(structures, ["au_fraction"]))
     assert trainer.current_epoch == 2  # epoch 1 did not improve on epoch 0
 
@@ -356,7 +343,7 @@ def test_the_best_validation_weights_are_restored_after_fitting(structures):
             history.append(float(trainer.callback_metrics["val_loss"]))
 
     module = _task(restore_best=True)
-    trainer = _trainer(5, [SpoilAndRecord()])
+    trainer = quiet_trainer(5, [SpoilAndRecord()])
     trainer.fit(module, datamodule=data)
     best = min(history)
     assert history[-1] > best  # the run got worse after its best epoch, so restoring matters

@@ -1,0 +1,31 @@
+"""Exponential moving average (EMA) of weights, shared by the tasks that offer ``ema_decay``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def warm_decay(decay: float, updates: int) -> float:
+    """The decay of update number ``updates``: ``min(decay, (1 + n) / (10 + n))``, so that the average
+    forgets its starting weights quickly in the first steps and settles at ``decay``."""
+    return min(float(decay), (1 + updates) / (10 + updates))
+
+
+@torch.no_grad()
+def update_average(pairs: Iterable[tuple[nn.Module, nn.Module]], decay: float) -> None:
+    """One EMA step of each ``(average, trained)`` pair: parameters move ``1 - decay`` of the way to the
+    trained ones; buffers (reference energies, normalisation statistics) are copied."""
+    for average, trained in pairs:
+        for p_avg, p in zip(average.parameters(), trained.parameters(), strict=True):
+            p_avg.lerp_(p, 1.0 - decay)
+        for b_avg, b in zip(average.buffers(), trained.buffers(), strict=True):
+            b_avg.copy_(b)
+
+
+def check_decay(ema_decay: float | None) -> None:
+    """A clear error for a decay outside [0, 1)."""
+    if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
