@@ -1,6 +1,6 @@
 """Energy conservation of a trained potential in NVE molecular dynamics (velocity Verlet, ASE).
 
-    python benchmarks/nve_drift.py --checkpoint runs/mlearn_Si/checkpoints/best.ckpt \
+    python benchmarks/nve_drift.py --checkpoint runs/mlearn_Si/checkpoints/last.ckpt \
         --data ../shared/data/mlearn_Si_train.extxyz.gz [--frame 0] [--temperature 300] [--steps 2000]
 
 Starts from one frame of ``--data`` (by default the first of the run's validation part when the checkpoint's
