@@ -25,6 +25,13 @@ def update_average(pairs: Iterable[tuple[nn.Module, nn.Module]], decay: float) -
             b_avg.copy_(b)
 
 
+def ema_step(pairs: Iterable[tuple[nn.Module, nn.Module]], ema_decay: float, updates: torch.Tensor) -> None:
+    """One warmed-up EMA step (:func:`warm_decay` of the count so far); ``updates``, a scalar long buffer
+    saved with the checkpoint, counts the steps and is incremented in place."""
+    update_average(pairs, warm_decay(ema_decay, int(updates)))
+    updates += 1
+
+
 def check_decay(ema_decay: float | None) -> None:
     """A clear error for a decay outside [0, 1)."""
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:

@@ -34,12 +34,16 @@ def build(config: Mapping, **kwargs: Any) -> Any:
     return instantiate(dict(plain(config)), **kwargs)
 
 
+def cosine_decay(progress: float, min_lr_ratio: float) -> float:
+    """Learning-rate factor of a cosine from 1 at ``progress`` 0 to ``min_lr_ratio`` at 1."""
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """Learning-rate factor: linear warm-up, then cosine decay to ``min_lr_ratio``."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cosine_decay(min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps)), min_lr_ratio)
 
 
 class _WarmupCosine:
@@ -139,8 +143,7 @@ def wall_clock_cosine(progress: float, warmup_fraction: float, min_lr_ratio: flo
     progress = min(max(progress, 0.0), 1.0)
     if progress < warmup_fraction:
         return min_lr_ratio + (1.0 - min_lr_ratio) * progress / warmup_fraction
-    decayed = (progress - warmup_fraction) / max(1e-12, 1.0 - warmup_fraction)
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * decayed))
+    return cosine_decay((progress - warmup_fraction) / (1.0 - warmup_fraction), min_lr_ratio)
 
 
 class WallClockCosine(torch.optim.lr_scheduler.LRScheduler):

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
-from contrast.tasks.averaging import check_decay, update_average, warm_decay
+from contrast.tasks.averaging import check_decay, ema_step
 from contrast.tasks.base import (
     TaskModule,
     build,
@@ -104,9 +104,7 @@ class EnergyTask(TaskModule):
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
         if self.hparams.ema_decay is not None:
-            decay = warm_decay(self.hparams.ema_decay, int(self.ema_updates))
-            update_average([(self.model, self.online)], decay)
-            self.ema_updates += 1
+            ema_step([(self.model, self.online)], self.hparams.ema_decay, self.ema_updates)
 
     def parameter_groups(self) -> list[dict]:
         lr = float(self.optimizer_config.get("lr", 1e-3))

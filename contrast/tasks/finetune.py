@@ -23,7 +23,7 @@ from torch_geometric.utils import scatter
 
 from contrast.nn.geometry import graph_index
 from contrast.nn.heads import PropertyHead
-from contrast.tasks.averaging import check_decay, update_average, warm_decay
+from contrast.tasks.averaging import check_decay, ema_step
 from contrast.tasks.base import (
     TaskModule,
     build,
@@ -126,9 +126,8 @@ class FinetuneTask(TaskModule):
     @torch.no_grad()
     def update_average(self) -> None:
         """One EMA step of ``encoder``/``head`` towards the trained weights; buffers are copied."""
-        decay = warm_decay(self.hparams.ema_decay, int(self.ema_updates))
-        update_average(((self.encoder, self.online["encoder"]), (self.head, self.online["head"])), decay)
-        self.ema_updates += 1
+        pairs = ((self.encoder, self.online["encoder"]), (self.head, self.online["head"]))
+        ema_step(pairs, self.hparams.ema_decay, self.ema_updates)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
