@@ -60,6 +60,7 @@ def evaluate(
     threads: int | None = None,
     pooling: str | None = None,
     scored: str = "test",
+    layers: str | None = None,
 ) -> dict[str, Any]:
     """Score an encoder on each task of a suite; write ``results.json``, ``results.md`` and ``ratios.png``.
 
@@ -74,6 +75,8 @@ def evaluate(
         threads: CPU threads of torch and the BLAS/OpenMP pools while it runs (None: leave them as they are).
         pooling: the graph readout to probe with (e.g. ``mean+std+max``; None: the encoder's own). The fresh
             encoder baseline is a copy of the encoder, so it is read out the same way.
+        layers: the per-atom features pooled: ``last`` (the encoder's output) or ``all`` (the atom embedding
+            and every layer side by side); None: the encoder's own. The fresh encoder is read out the same way.
         scored: ``test`` (the reported numbers) or ``val``: score each task's validation part instead, to
             choose a recipe or readout without the test parts (:meth:`contrast.suite.SuiteData.task_graphs`).
 
@@ -96,11 +99,14 @@ def evaluate(
     data_dir = Path(suite["data_dir"])
     specs, skipped = _present(parse_suite(suite.get("tasks") or {}), data_dir, suite.get("skip_missing"))
     encoder, checkpoint = _encoder(encoder_or_checkpoint)
-    if pooling is not None:
-        from contrast.nn.base import check_pooling
+    if pooling is not None or layers is not None:
+        from contrast.nn.base import check_pooling, check_readout_layers
 
         encoder = copy.deepcopy(encoder)  # the caller's encoder keeps its own readout
-        encoder.pooling = check_pooling(pooling)
+        if pooling is not None:
+            encoder.pooling = check_pooling(pooling)
+        if layers is not None:
+            encoder.readout_layers = check_readout_layers(layers)
     data = SuiteData(specs, data_dir, encoder.cutoff, cache_dir)
     tasks: dict[str, Any] = {}
     with _thread_limit(threads):
@@ -138,6 +144,7 @@ def describe_encoder(encoder: nn.Module) -> dict[str, Any]:
         "hidden_dim": None if hidden is None else int(hidden),
         "embedding_dim": int(encoder.embedding_dim),
         "pooling": str(getattr(encoder, "pooling", "mean")),
+        "readout_layers": str(getattr(encoder, "readout_layers", "last")),
         "cutoff": float(encoder.cutoff),
         "parameters": int(num_parameters(encoder)),
     }
@@ -289,6 +296,7 @@ def main(cfg: DictConfig) -> None:
         threads=cfg.get("threads"),
         pooling=cfg.get("pooling"),
         scored=cfg.get("scored", "test"),
+        layers=cfg.get("layers"),
     )
     print(results_markdown(results))
     print(f"run directory: {output_dir}")

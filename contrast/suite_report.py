@@ -45,7 +45,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"# Probe suite `{results['suite']}`: {encoder['name']}",
         "",
         f"- encoder: {encoder['name']} (`{encoder['class']}`), hidden width {encoder.get('hidden_dim')}, "
-        f"embedding {encoder['embedding_dim']} ({encoder.get('pooling', 'mean')} pooling), "
+        f"embedding {encoder['embedding_dim']} ({encoder.get('pooling', 'mean')} pooling of "
+        f"{'every layer' if encoder.get('readout_layers') == 'all' else 'the last layer'}), "
         f"{encoder['parameters']:,} parameters, "
         f"cutoff {encoder['cutoff']:g} Å",
         f"- checkpoint: `{results['checkpoint']}`",

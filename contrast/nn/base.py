@@ -18,6 +18,14 @@ def mean_readout(node_features: Tensor, data) -> Tensor:
 
 
 POOLINGS = ("mean", "std", "max")  # each is the same for a crystal and any supercell of it
+READOUT_LAYERS = ("last", "all")  # the per-atom features an embedding pools: the last layer's, or every layer's
+
+
+def check_readout_layers(readout_layers: str) -> str:
+    """``"last"`` or ``"all"`` (see :attr:`CrystalEncoder.readout_layers`)."""
+    if readout_layers not in READOUT_LAYERS:
+        raise ValueError(f"readout_layers must be one of {READOUT_LAYERS}, got {readout_layers!r}")
+    return readout_layers
 
 
 def check_pooling(pooling: str) -> str:
@@ -118,6 +126,9 @@ class CrystalEncoder(nn.Module):
     hidden_dim: int
     cutoff: float
     pooling: str = "mean"  # graph readout: one or several of POOLINGS joined with "+"
+    # Which per-atom features ``embed`` pools: "last" (the output of ``forward``) or "all" (the atom embedding
+    # and every layer's output side by side). Training tasks read the last layer; "all" is for frozen embeddings.
+    readout_layers: str = "last"
     edge_block_size: int | None = EDGE_BLOCK_CPU  # on CPU only; set None to process all edges at once
 
     @property
@@ -127,15 +138,26 @@ class CrystalEncoder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        """Width of graph embeddings: D per pooling."""
-        return self.hidden_dim * len(self.pooling.split("+"))
+        """Width of graph embeddings: D per pooling, times the number of layers read (``readout_layers``)."""
+        layers = len(self.blocks()) if self.readout_layers == "all" else 1
+        return self.hidden_dim * layers * len(self.pooling.split("+"))
 
     def embed(self, data) -> Tensor:
         """Graph embeddings [B, embedding_dim] (intensive: a supercell gives the same embedding)."""
-        return self.readout(self(data), data)
+        if self.readout_layers == "all":
+            features = torch.cat(self.layer_features(data), dim=-1)  # [N, (L + 1) * D]
+        else:
+            features = self(data)  # [N, D]
+        return self.readout(features, data)
+
+    def layer_features(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> list[Tensor]:
+        """Per-atom features [N, D] after the atom embedding and after each layer, in depth order (L + 1 of
+        them, one per entry of :meth:`blocks`); the last is what ``forward`` returns."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its layers' features")
 
     def readout(self, features: Tensor, data) -> Tensor:
-        """Graph embeddings [B, embedding_dim] from per-atom features [N, D] (``pooling`` over each graph)."""
+        """Graph embeddings [B, P * F] from per-atom features [N, F] (``pooling`` over each graph; F is D, or
+        (L + 1) * D for the features of every layer)."""
         if self.pooling == "mean":
             return mean_readout(features, data)
         return pooled_readout(features, data, self.pooling)
@@ -175,7 +197,9 @@ __all__ = [
     "POOLINGS",
     "CrystalEncoder",
     "EdgeBlocks",
+    "READOUT_LAYERS",
     "check_pooling",
+    "check_readout_layers",
     "mean_readout",
     "num_parameters",
     "pooled_readout",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling
+from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling, check_readout_layers
 from contrast.nn.geometry import gaussian_rbf
 
 
@@ -53,6 +53,7 @@ class CGCNN(CrystalEncoder):
         num_rbf: number of Gaussian radial basis functions on [0, cutoff].
         max_z: largest atomic number that can be embedded.
         pooling: the graph readout, ``mean`` or several of ``mean+std+max``.
+        readout_layers: ``last`` or ``all``: the features ``embed`` pools (see ``CrystalEncoder``).
     """
 
     def __init__(
@@ -63,11 +64,13 @@ class CGCNN(CrystalEncoder):
         num_rbf: int = 32,
         max_z: int = 100,
         pooling: str = "mean",
+        readout_layers: str = "last",
     ):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.cutoff = float(cutoff)
         self.pooling = check_pooling(pooling)
+        self.readout_layers = check_readout_layers(readout_layers)
         self.num_rbf = num_rbf
         self.embedding = nn.Embedding(max_z + 1, hidden_dim)
         self.convs = nn.ModuleList(CGConv(hidden_dim, num_rbf) for _ in range(num_layers))
@@ -81,11 +84,20 @@ class CGCNN(CrystalEncoder):
 
     def forward(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> Tensor:
         """Per-atom features [N, D]; ``pos`` [N, 3] and ``cell`` [B, 3, 3] override the data's own."""
+        return self.layer_features(data, pos, cell)[-1]
+
+    def layer_features(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> list[Tensor]:
+        """Per-atom features [N, D] after the embedding and after each convolution (L + 1 of them); the
+        output norm, part of the last layer, normalises the last."""
         _, lengths, envelope = self.edge_geometry(data, pos, cell)  # [E, 3], [E], [E]
         edges = self.edge_blocks(data)
         rbf = [gaussian_rbf(d, self.num_rbf, self.cutoff) for d in edges.split(lengths)]  # [E_b, K] each
         envelope = edges.split(envelope)  # [E_b] each
-        v = self.embedding(data.z)  # [N, D]
+        features = [self.embedding(data.z)]  # [N, D]
         for conv in self.convs:
-            v = conv(v, edges, rbf, envelope)  # [N, D]
-        return self.out_norm(v)
+            features.append(conv(features[-1], edges, rbf, envelope))  # [N, D]
+        if self.convs:
+            features[-1] = self.out_norm(features[-1])
+        else:  # the norm is the only module of the last block
+            features.append(self.out_norm(features[-1]))
+        return features

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling
+from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling, check_readout_layers
 from contrast.nn.geometry import bessel_rbf
 from contrast.nn.painn_message import message_sum_
 
@@ -104,6 +104,7 @@ class PaiNN(CrystalEncoder):
         num_rbf: number of Bessel radial basis functions.
         max_z: largest atomic number that can be embedded.
         pooling: the graph readout, ``mean`` or several of ``mean+std+max``.
+        readout_layers: ``last`` or ``all``: the scalar features ``embed`` pools (see ``CrystalEncoder``).
     """
 
     def __init__(
@@ -114,11 +115,13 @@ class PaiNN(CrystalEncoder):
         num_rbf: int = 32,
         max_z: int = 100,
         pooling: str = "mean",
+        readout_layers: str = "last",
     ):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.cutoff = float(cutoff)
         self.pooling = check_pooling(pooling)
+        self.readout_layers = check_readout_layers(readout_layers)
         self.num_rbf = num_rbf
         self.embedding = nn.Embedding(max_z + 1, hidden_dim)
         self.messages = nn.ModuleList(Message(hidden_dim, num_rbf) for _ in range(num_layers))
@@ -133,6 +136,15 @@ class PaiNN(CrystalEncoder):
         self, data, pos: Tensor | None = None, cell: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Scalar features ``s`` [N, D] (invariant) and vector features ``v`` [N, 3, D] (equivariant)."""
+        scalars, v = self._propagate(data, pos, cell)
+        return scalars[-1], v
+
+    def layer_features(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> list[Tensor]:
+        """Scalar features [N, D] after the embedding and after each (message, update) layer."""
+        return self._propagate(data, pos, cell)[0]
+
+    def _propagate(self, data, pos: Tensor | None, cell: Tensor | None) -> tuple[list[Tensor], Tensor]:
+        """The scalar features of every depth ([N, D] each, L + 1) and the last vector features [N, 3, D]."""
         vectors, lengths, envelope = self.edge_geometry(data, pos, cell)  # [E, 3], [E], [E]
         edges = self.edge_blocks(data)
         lengths = edges.split(lengths)  # [E_b] each
@@ -145,13 +157,15 @@ class PaiNN(CrystalEncoder):
             for d, e in zip(lengths, edges.split(envelope))
         ]
         s = self.embedding(data.z)  # [N, D]
+        scalars = [s]
         v = None  # vector features, component-first [3, N, D]; zero to start with
         for message, update in zip(self.messages, self.updates):
             s, v = message(s, v, edges, radial, unit)
             s, v = update(s, v)
+            scalars.append(s)
         if v is None:
             v = s.new_zeros(3, s.shape[0], self.hidden_dim)
-        return s, v.permute(1, 0, 2)  # [N, 3, D]
+        return scalars, v.permute(1, 0, 2)  # L + 1 of [N, D]; [N, 3, D]
 
     def forward(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> Tensor:
         """Per-atom scalar features [N, D]; ``pos`` [N, 3] and ``cell`` [B, 3, 3] override the data's own."""

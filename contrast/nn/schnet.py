@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling
+from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling, check_readout_layers
 from contrast.nn.geometry import gaussian_rbf
 
 
@@ -60,6 +60,7 @@ class SchNet(CrystalEncoder):
         num_rbf: number of Gaussian radial basis functions on [0, cutoff].
         max_z: largest atomic number that can be embedded.
         pooling: the graph readout, ``mean`` or several of ``mean+std+max``.
+        readout_layers: ``last`` or ``all``: the features ``embed`` pools (see ``CrystalEncoder``).
     """
 
     def __init__(
@@ -70,11 +71,13 @@ class SchNet(CrystalEncoder):
         num_rbf: int = 32,
         max_z: int = 100,
         pooling: str = "mean",
+        readout_layers: str = "last",
     ):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.cutoff = float(cutoff)
         self.pooling = check_pooling(pooling)
+        self.readout_layers = check_readout_layers(readout_layers)
         self.num_rbf = num_rbf
         self.embedding = nn.Embedding(max_z + 1, hidden_dim)
         self.interactions = nn.ModuleList(Interaction(hidden_dim, num_rbf) for _ in range(num_layers))
@@ -85,11 +88,15 @@ class SchNet(CrystalEncoder):
 
     def forward(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> Tensor:
         """Per-atom features [N, D]; ``pos`` [N, 3] and ``cell`` [B, 3, 3] override the data's own."""
+        return self.layer_features(data, pos, cell)[-1]
+
+    def layer_features(self, data, pos: Tensor | None = None, cell: Tensor | None = None) -> list[Tensor]:
+        """Per-atom features [N, D] after the embedding and after each interaction (L + 1 of them)."""
         _, lengths, envelope = self.edge_geometry(data, pos, cell)  # [E, 3], [E], [E]
         edges = self.edge_blocks(data)
         rbf = [gaussian_rbf(d, self.num_rbf, self.cutoff) for d in edges.split(lengths)]  # [E_b, K] each
         envelope = edges.split(envelope)  # [E_b] each
-        x = self.embedding(data.z)  # [N, D]
+        features = [self.embedding(data.z)]  # [N, D]
         for interaction in self.interactions:
-            x = interaction(x, edges, rbf, envelope)  # [N, D]
-        return x
+            features.append(interaction(features[-1], edges, rbf, envelope))  # [N, D]
+        return features

@@ -74,6 +74,11 @@ class ContrastiveTask(TaskModule):
         super().__init__()
         self.save_hyperparameters()
         self.encoder = build(encoder)
+        if getattr(self.encoder, "readout_layers", "last") != "last":
+            raise ValueError(
+                "contrastive pretraining reads the encoder's last layer: set encoder.readout_layers=last "
+                "(readout_layers=all is a readout of frozen embeddings: contrast.evaluate layers=all)"
+            )
         self.projector = build(projector, in_dim=self.encoder.embedding_dim)
         self.loss_fn = build(loss)
         self.optimizer_config = optimizer

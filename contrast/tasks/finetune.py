@@ -212,10 +212,9 @@ class FinetuneTask(TaskModule):
     # -- model --
     def _outputs(self, batch, encoder: nn.Module, head: nn.Module) -> Tensor:
         """Standardised predictions [B, T] (per atom for ``sum``), or logits [B, C]."""
-        features = encoder(batch)  # [N, D]
         if self.hparams.readout == "mean":
-            return head(encoder.readout(features, batch))  # [B, out]
-        per_atom = head(features)  # [N, out]
+            return head(encoder.embed(batch))  # [B, embedding_dim] -> [B, out]
+        per_atom = head(encoder(batch))  # [N, D] -> [N, out]
         # [B, out]: the mean contribution; to_units multiplies by the atom count, which makes it a sum
         return scatter(per_atom, graph_index(batch), dim=0, dim_size=batch.num_graphs, reduce="mean")
 

@@ -221,3 +221,21 @@ def test_scoring_validation_parts_never_reads_a_test_structure(run, data_dir, ch
     perov_val = _split_ids(tmp_path / "val", "perov_5_heat")
     assert set(perov_val["train"]) | set(perov_val["val"]) == perov_train
     assert len(perov_val["val"]) == max(1, len(perov_train) // 8)
+
+
+def test_every_layer_readout_is_probed_for_both_encoders(data_dir, checkpoint, tmp_path):
+    """layers=all: the embeddings are the pooled features of every layer, for the encoder and its fresh copy;
+    the recorded MAE is probe_report's on an encoder read out that way, the caller's encoder is untouched."""
+    suite = _tiny_suite(data_dir, "~suite.tasks.mp_e_form", "~suite.tasks.perov_5_heat")
+    encoder = contrast.load_encoder(checkpoint)
+    results = evaluate(encoder, suite, tmp_path / "all", layers="all", cache_dir=tmp_path / "cache")
+    assert encoder.readout_layers == "last"
+    assert results["encoder"]["readout_layers"] == "all" and results["encoder"]["embedding_dim"] == 8 * 2
+    assert "pooling of every layer" in (tmp_path / "all" / "results.md").read_text()
+    spec = parse_suite({"t": suite["tasks"]["mlearn_Si_energy"]})
+    graphs = SuiteData(spec, data_dir, encoder.cutoff).task_graphs(spec)
+    encoder.readout_layers = "all"
+    report = probe_report(encoder, graphs.train, graphs.test, targets=["energy_per_atom"], seed=0)
+    recorded = results["tasks"]["mlearn_Si_energy"]["report"]["energy_per_atom"]
+    for start in ("pretrained", "random_encoder"):
+        assert recorded[start]["linear"]["mae"] == pytest.approx(report["energy_per_atom"][start]["linear"]["mae"])

@@ -49,3 +49,34 @@ def test_pooling_names_are_checked():
     for bad in ("sum", "mean+mean", "", "mean+"):
         with pytest.raises(ValueError, match="pooling"):
             check_pooling(bad)
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_every_layer_readout_is_the_layers_side_by_side(name, alloy, primitive, cutoff):
+    torch.manual_seed(0)
+    encoder = ENCODERS[name](
+        hidden_dim=8, num_layers=2, cutoff=cutoff, num_rbf=8, max_z=40, pooling="mean+max", readout_layers="all"
+    )
+    encoder = encoder.double().eval()
+    assert encoder.embedding_dim == 8 * 3 * 2  # (embedding + 2 layers) x 2 poolings
+    graphs = [structure_to_graph(s, cutoff, dtype=torch.float64) for s in (alloy, primitive)]
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        layers = encoder.layer_features(batch)
+        assert len(layers) == len(encoder.blocks()) == 3
+        torch.testing.assert_close(layers[-1], encoder(batch), rtol=0, atol=0)  # the last is forward's output
+        # the first is the atom embedding alone: equal for equal species, whatever the environment
+        torch.testing.assert_close(layers[0], encoder.embedding(batch.z))
+        pooled = encoder.embed(batch).numpy()  # [2, 48]
+        assert_invariant(encoder.embed, alloy, cutoff)
+        assert_supercell_consistent(encoder.embed, alloy, cutoff)
+    features = torch.cat(layers, dim=-1).numpy()  # [N, 24]
+    index = batch.batch.numpy()
+    for g in range(2):
+        rows = features[index == g]
+        np.testing.assert_allclose(pooled[g], np.concatenate([rows.mean(0), rows.max(0)]), rtol=1e-10, atol=1e-12)
+
+
+def test_readout_layer_names_are_checked(cutoff):
+    with pytest.raises(ValueError, match="readout_layers"):
+        ENCODERS["painn"](hidden_dim=8, num_layers=1, cutoff=cutoff, readout_layers="first")

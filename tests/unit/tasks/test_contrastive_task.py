@@ -85,3 +85,10 @@ def test_step_gives_no_ids_to_losses_without_them(views, target):
     with torch.no_grad():
         loss = module._step(batch, "train")
     torch.testing.assert_close(loss, module.loss_fn(z_a, z_b), rtol=1e-12, atol=0)
+
+
+def test_pretraining_refuses_the_every_layer_readout():
+    with pytest.raises(ValueError, match="readout_layers=last"):
+        ContrastiveTask(
+            encoder={**ENCODER, "readout_layers": "all"}, projector=PROJECTOR, loss=INFONCE, optimizer=OPTIMIZER
+        )

@@ -62,8 +62,8 @@ def _data(structures, targets, tmp_path=None) -> CrystalDataModule:
 
 def _task(targets=("au_fraction",), **options) -> FinetuneTask:
     torch.manual_seed(0)
-    options = {"head": {"hidden_dim": 16}, "optimizer": OPTIMIZER, **options}
-    return FinetuneTask(encoder=ENCODER, targets=list(targets), **options)
+    options = {"encoder": ENCODER, "head": {"hidden_dim": 16}, "optimizer": OPTIMIZER, **options}
+    return FinetuneTask(targets=list(targets), **options)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -88,6 +88,19 @@ def test_finetuning_beats_the_train_mean(structures, target, readout):
     mae = np.abs(pred - test).mean()
     assert mae == pytest.approx(result["test/mae"], rel=1e-4)  # the logged metric is the same number
     assert mae < 0.25 * mean_mae, (mae, mean_mae)
+
+
+def test_every_layer_readout_feeds_the_head(structures):
+    """With ``readout_layers=all`` the head reads the pooled features of every layer, and the task learns."""
+    data = _data(structures, ["au_fraction"])
+    module = _task(encoder={**ENCODER, "readout_layers": "all"})
+    assert module.head.net[0].in_features == 16 * 3  # embedding + 2 layers
+    trainer = quiet_trainer(12)
+    trainer.fit(module, datamodule=data)
+    test = np.array([float(data.test_set[i].au_fraction) for i in range(len(data.test_set))])
+    train = np.array([float(data.train_set[i].au_fraction) for i in range(len(data.train_set))])
+    pred = predict(module, [data.test_set[i] for i in range(len(data.test_set))]).numpy()[:, 0]
+    assert np.abs(pred - test).mean() < 0.25 * np.abs(test - train.mean()).mean()
 
 
 def test_sum_readout_is_extensive(structures):
