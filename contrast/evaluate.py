@@ -76,7 +76,8 @@ def evaluate(
         pooling: the graph readout to probe with (e.g. ``mean+std+max``; None: the encoder's own). The fresh
             encoder baseline is a copy of the encoder, so it is read out the same way.
         layers: the per-atom features pooled: ``last`` (the encoder's output) or ``all`` (the atom embedding
-            and every layer side by side); None: the encoder's own. The fresh encoder is read out the same way.
+            and every layer side by side); None: the encoder's own. The fresh encoder is read out the same
+            way.
         scored: ``test`` (the reported numbers) or ``val``: score each task's validation part instead, to
             choose a recipe or readout without the test parts (:meth:`contrast.suite.SuiteData.task_graphs`).
 

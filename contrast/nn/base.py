@@ -18,7 +18,10 @@ def mean_readout(node_features: Tensor, data) -> Tensor:
 
 
 POOLINGS = ("mean", "std", "max")  # each is the same for a crystal and any supercell of it
-READOUT_LAYERS = ("last", "all")  # the per-atom features an embedding pools: the last layer's, or every layer's
+READOUT_LAYERS = (
+    "last",
+    "all",
+)  # the per-atom features an embedding pools: the last layer's, or every layer's
 
 
 def check_readout_layers(readout_layers: str) -> str:
@@ -127,7 +130,8 @@ class CrystalEncoder(nn.Module):
     cutoff: float
     pooling: str = "mean"  # graph readout: one or several of POOLINGS joined with "+"
     # Which per-atom features ``embed`` pools: "last" (the output of ``forward``) or "all" (the atom embedding
-    # and every layer's output side by side). Training tasks read the last layer; "all" is for frozen embeddings.
+    # and every layer's output side by side, one per entry of ``blocks``). Contrastive pretraining reads the
+    # last layer; probes and fine-tuning's mean readout read what ``embed`` gives.
     readout_layers: str = "last"
     edge_block_size: int | None = EDGE_BLOCK_CPU  # on CPU only; set None to process all edges at once
 

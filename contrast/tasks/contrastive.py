@@ -77,7 +77,8 @@ class ContrastiveTask(TaskModule):
         if getattr(self.encoder, "readout_layers", "last") != "last":
             raise ValueError(
                 "contrastive pretraining reads the encoder's last layer: set encoder.readout_layers=last "
-                "(readout_layers=all is a readout of frozen embeddings: contrast.evaluate layers=all)"
+                "(readout_layers=all is a readout for probes and fine-tuning, "
+                "e.g. contrast.evaluate layers=all)"
             )
         self.projector = build(projector, in_dim=self.encoder.embedding_dim)
         self.loss_fn = build(loss)

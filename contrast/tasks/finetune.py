@@ -50,9 +50,11 @@ class FinetuneTask(TaskModule):
         optimizer: ``_target_`` config of a torch optimiser; its ``lr`` is the head's learning rate.
         kind: ``regression`` or ``classification`` (one target, labels 0..num_classes-1).
         num_classes: number of classes for classification.
-        readout: ``mean``: the head reads the encoder's graph embedding (intensive targets); ``sum``: the head
-            maps each atom's features to a contribution and these are summed per structure (extensive
-            targets such as total energies). With ``sum`` the statistics and the loss are per atom.
+        readout: ``mean``: the head reads the encoder's graph embedding (``embed``: its pooling and readout
+            layers; intensive targets); ``sum``: the head maps each atom's last-layer features to a
+            contribution and these are summed per structure (extensive targets such as total energies; the
+            encoder's pooling and readout layers do not apply). With ``sum`` the statistics and the loss are
+            per atom.
         head: keyword arguments of :class:`contrast.nn.heads.PropertyHead` (``in_dim``/``out_dim`` are set).
         scheduler: warm-up + cosine settings, or None.
         layer_decay: learning-rate multiplier per encoder block, counted down from the head (1.0: off).

@@ -238,4 +238,6 @@ def test_every_layer_readout_is_probed_for_both_encoders(data_dir, checkpoint, t
     report = probe_report(encoder, graphs.train, graphs.test, targets=["energy_per_atom"], seed=0)
     recorded = results["tasks"]["mlearn_Si_energy"]["report"]["energy_per_atom"]
     for start in ("pretrained", "random_encoder"):
-        assert recorded[start]["linear"]["mae"] == pytest.approx(report["energy_per_atom"][start]["linear"]["mae"])
+        assert recorded[start]["linear"]["mae"] == pytest.approx(
+            report["energy_per_atom"][start]["linear"]["mae"]
+        )

@@ -31,7 +31,9 @@ def test_matching_frames_are_copied_unchanged(tmp_path):
         frames.append(atoms)
     source = tmp_path / "all.extxyz.gz"
     with gzip.open(source, "wt") as handle:
-        ase.io.write(handle, frames, format="extxyz")
+        ase.io.write(handle, frames[:2], format="extxyz")
+        handle.write("\n")  # a blank line between frames is skipped, not read as the end
+        ase.io.write(handle, frames[2:], format="extxyz")
     read, kept = _script().select_frames(source, tmp_path / "train.extxyz.gz", {"split": "train"})
     assert (read, kept) == (6, 4)
     with gzip.open(tmp_path / "train.extxyz.gz", "rt") as handle:
@@ -48,3 +50,4 @@ def test_a_file_cut_inside_a_frame_is_named(tmp_path):
     source.write_text('3\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 split=train\nSi 0 0 0\n')
     with pytest.raises(ValueError, match=r"cut\.extxyz: frame 0: the file ends inside the frame"):
         _script().select_frames(source, tmp_path / "out.extxyz", {"split": "train"})
+    assert not list(tmp_path.glob("out.extxyz*"))  # nothing half-written is left under the output's name

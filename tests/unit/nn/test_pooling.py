@@ -55,7 +55,13 @@ def test_pooling_names_are_checked():
 def test_every_layer_readout_is_the_layers_side_by_side(name, alloy, primitive, cutoff):
     torch.manual_seed(0)
     encoder = ENCODERS[name](
-        hidden_dim=8, num_layers=2, cutoff=cutoff, num_rbf=8, max_z=40, pooling="mean+max", readout_layers="all"
+        hidden_dim=8,
+        num_layers=2,
+        cutoff=cutoff,
+        num_rbf=8,
+        max_z=40,
+        pooling="mean+max",
+        readout_layers="all",
     )
     encoder = encoder.double().eval()
     assert encoder.embedding_dim == 8 * 3 * 2  # (embedding + 2 layers) x 2 poolings
@@ -74,7 +80,9 @@ def test_every_layer_readout_is_the_layers_side_by_side(name, alloy, primitive, 
     index = batch.batch.numpy()
     for g in range(2):
         rows = features[index == g]
-        np.testing.assert_allclose(pooled[g], np.concatenate([rows.mean(0), rows.max(0)]), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            pooled[g], np.concatenate([rows.mean(0), rows.max(0)]), rtol=1e-10, atol=1e-12
+        )
 
 
 def test_readout_layer_names_are_checked(cutoff):

@@ -90,5 +90,8 @@ def test_step_gives_no_ids_to_losses_without_them(views, target):
 def test_pretraining_refuses_the_every_layer_readout():
     with pytest.raises(ValueError, match="readout_layers=last"):
         ContrastiveTask(
-            encoder={**ENCODER, "readout_layers": "all"}, projector=PROJECTOR, loss=INFONCE, optimizer=OPTIMIZER
+            encoder={**ENCODER, "readout_layers": "all"},
+            projector=PROJECTOR,
+            loss=INFONCE,
+            optimizer=OPTIMIZER,
         )
