@@ -36,15 +36,25 @@ def code_version() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def ship(checkpoint: Path, name: str, card: dict, out_dir: Path = MODELS, pooling: str | None = None) -> Path:
+def ship(
+    checkpoint: Path,
+    name: str,
+    card: dict,
+    out_dir: Path = MODELS,
+    pooling: str | None = None,
+    readout_layers: str | None = None,
+) -> Path:
     """Write ``<name>.pt`` and ``<name>.json`` into ``out_dir``; returns the weights file.
 
-    ``pooling`` sets the shipped encoder's graph readout (e.g. ``mean+std+max``; None keeps the checkpoint's):
-    it changes no weight, only how per-atom features become the embedding.
+    ``pooling`` (e.g. ``mean+std+max``) and ``readout_layers`` (``last`` or ``all``) set the shipped encoder's
+    graph readout (None keeps the checkpoint's): they change no weight, only how per-atom features become the
+    embedding.
     """
     config, weights = encoder_config_and_weights(read_checkpoint(checkpoint), source=checkpoint)
     if pooling is not None:
         config["pooling"] = pooling
+    if readout_layers is not None:
+        config["readout_layers"] = readout_layers
     state = {
         f"encoder.{key}": value.float() if value.is_floating_point() else value
         for key, value in weights.items()
@@ -77,6 +87,7 @@ def main() -> None:
     parser.add_argument("--evaluate-command", default=None, help="the command that produced --results")
     parser.add_argument("--notes", default="")
     parser.add_argument("--pooling", default=None, help="the shipped graph readout, e.g. mean+std+max")
+    parser.add_argument("--readout-layers", default=None, choices=("last", "all"), help="the layers pooled")
     args = parser.parse_args()
     card = {
         "data": args.data,
@@ -91,7 +102,7 @@ def main() -> None:
             "table": (args.results / "results.md").read_text(),
             "results": json.loads((args.results / "results.json").read_text()),
         }
-    print(ship(args.checkpoint, args.name, card, pooling=args.pooling))
+    print(ship(args.checkpoint, args.name, card, pooling=args.pooling, readout_layers=args.readout_layers))
 
 
 if __name__ == "__main__":

@@ -125,3 +125,28 @@ def test_a_shipped_encoder_loads_by_name_in_a_fresh_process(tmp_path, task_check
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     torch.testing.assert_close(torch.tensor(json.loads(result.stdout)), expected[:1])
+
+
+def test_a_shipped_readout_is_the_one_loaded(tmp_path, task_checkpoint, monkeypatch):
+    """ship(pooling=..., readout_layers=...) changes the card's readout, not a weight."""
+    import importlib.util
+    from pathlib import Path
+
+    import contrast.pretrained as pretrained
+
+    _, path = task_checkpoint
+    spec = importlib.util.spec_from_file_location(
+        "ship_encoder", Path(__file__).resolve().parents[2] / "benchmarks" / "ship_encoder.py"
+    )
+    ship_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_module)
+    models = tmp_path / "models"
+    card = {"data": "none", "recipe": "a test"}
+    ship_module.ship(path, "tiny-all", card, out_dir=models, pooling="mean+max", readout_layers="all")
+    monkeypatch.setattr(pretrained, "MODELS_DIR", models)
+    assert pretrained.pretrained_models()["tiny-all"]["encoder"]["readout_layers"] == "all"
+    shipped = pretrained.load_encoder("tiny-all")
+    reference = contrast.load_encoder(path)
+    reference.pooling, reference.readout_layers = "mean+max", "all"
+    assert shipped.readout_layers == "all" and shipped.embedding_dim == reference.embedding_dim
+    torch.testing.assert_close(contrast.embed(shipped, _crystals()), contrast.embed(reference, _crystals()))
