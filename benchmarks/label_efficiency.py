@@ -1,6 +1,6 @@
 """Label efficiency: fine-tuning from a pretrained encoder against the same architecture from scratch.
 
-    python benchmarks/label_efficiency.py --data-dir ../shared/data --checkpoint painn-mp-cpu \
+    python benchmarks/label_efficiency.py --data-dir ../shared/data --checkpoint painn-mp-cpu-1200 \
         --out runs/label_efficiency [--fractions 0.01 0.05 0.1 0.25 1.0] [--seeds 0 1] [--steps 300]
 
 For each task of the probe suite named by ``--tasks`` (default: MP formation energy, MP band gap, perov_5 heat
@@ -191,7 +191,7 @@ def plot(results: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--checkpoint", default="painn-mp-cpu", help="a checkpoint file or a shipped name")
+    parser.add_argument("--checkpoint", default="painn-mp-cpu-1200", help="a checkpoint file or shipped name")
     parser.add_argument("--out", type=Path, default=Path("runs/label_efficiency"))
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
     parser.add_argument("--fractions", nargs="+", type=float, default=list(DEFAULT_FRACTIONS))
