@@ -13,17 +13,18 @@ the shards of an unfinished build wait beside it in ``.<entry>.shards/`` (see :m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMAT_VERSION", "default_cache_root", "cache_key", "write_atomically"]
+__all__ = ["FORMAT_VERSION", "build_lock", "default_cache_root", "cache_key", "write_atomically"]
 
 FORMAT_VERSION = 3  # 3: graph and structure stores, ids and formulas as arrays; 2: unique stable ids
 
@@ -47,6 +48,33 @@ def entry_name(source: str, key: str) -> str:
     """Folder name of a cache entry: a readable stem of the source plus the key."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(source)).name)[:48] or "data"
     return f"{stem}-{key}"
+
+
+@contextlib.contextmanager
+def build_lock(final: Path) -> Iterator[None]:
+    """Hold an exclusive lock on building the cache entry ``final`` (a ``.<name>.lock`` file beside it).
+
+    Ranks of one DDP job (and any runs sharing a cache) set up their data at the same time: without the lock
+    they would build the same entry's shards in the same work folder at once, one reading a plan file the
+    other is still writing. The first to take the lock builds; the others wait, then find the entry done.
+    The lock file is removed once the entry exists. Where ``fcntl`` is missing (Windows) the lock is a no-op.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    lock = final.parent / f".{final.name}.lock"
+    with open(lock, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if final.exists():  # built: later loaders find it without the lock, so the file can go
+                lock.unlink(missing_ok=True)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def write_atomically(final: Path, write: Callable[[str], None]) -> Path:

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
 from contrast.data.build import BuildSettings, build_arrays
-from contrast.data.cache import cache_key, default_cache_root, entry_name
+from contrast.data.cache import build_lock, cache_key, default_cache_root, entry_name
 from contrast.data.graph import CrystalArrays
 from contrast.data.neighbours import NeighbourSearch
 from contrast.data.readers import read_entries, resolve_source
@@ -254,7 +254,9 @@ def load_dataset(
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
         folder = root / entry_name(name, cache_key(spec.files, key_settings))
         if not (folder / "meta.json").exists():
-            build_store(spec, folder, settings, name, max_structures, workers, shard_size)
+            with build_lock(folder):  # another process (a DDP rank) may be building it right now
+                if not (folder / "meta.json").exists():
+                    build_store(spec, folder, settings, name, max_structures, workers, shard_size)
         else:
             log.info("loading cached dataset %s", folder)
         meta = json.loads((folder / "meta.json").read_text())

@@ -196,3 +196,50 @@ def test_emt_source(tmp_path):
         seed=1,
     )
     assert len(ds) == 3 and ds[0].forces.shape == (ds[0].num_nodes, 3) and ds[0].stress.shape == (1, 3, 3)
+
+
+def test_concurrent_loads_of_one_source_build_it_once(tmp_path):
+    """Two loaders of the same file and cache at once (as the ranks of a DDP job): one builds, the other waits
+    for the lock and reads the finished entry; both get the same structures."""
+    import threading
+
+    import ase.io
+    from ase.build import bulk
+
+    import contrast
+    from contrast.data.cache import build_lock
+
+    path = tmp_path / "cells.extxyz"
+    ase.io.write(path, [bulk("Cu", "fcc", a=3.6 + 0.01 * k) for k in range(12)], format="extxyz")
+    cache = tmp_path / "cache"
+    results, errors = [], []
+
+    def load():
+        try:
+            results.append(contrast.load_dataset(str(path), cutoff=4.0, cache_dir=cache))
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert [len(r) for r in results] == [12, 12] and list(results[0].ids) == list(results[1].ids)
+    entries = list(cache.iterdir())
+    assert len(entries) == 1  # one entry, built once; no lock file left
+    # the lock is exclusive: a second holder waits until the first lets go
+    order = []
+
+    def second_holder():
+        with build_lock(entries[0]):
+            order.append("second")
+
+    with build_lock(entries[0]):
+        waiter = threading.Thread(target=second_holder)
+        waiter.start()
+        waiter.join(timeout=0.5)
+        order.append("first")
+    waiter.join(timeout=5)
+    assert order == ["first", "second"]
