@@ -93,20 +93,14 @@ def test_importing_the_notebook_api_loads_neither_lightning_nor_hydra():
 
 
 def test_a_shipped_encoder_loads_by_name_in_a_fresh_process(tmp_path, task_checkpoint, monkeypatch):
-    import importlib.util
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
     import contrast.pretrained as pretrained
 
     _, path = task_checkpoint
-    spec = importlib.util.spec_from_file_location(
-        "ship_encoder", Path(__file__).resolve().parents[2] / "benchmarks" / "ship_encoder.py"
-    )
-    ship_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship_module)
+    ship_module = _ship_encoder_script()
     models = tmp_path / "models"
     ship_module.ship(path, "tiny-test", {"data": "none", "recipe": "a test"}, out_dir=models)
     monkeypatch.setattr(pretrained, "MODELS_DIR", models)
@@ -129,17 +123,11 @@ def test_a_shipped_encoder_loads_by_name_in_a_fresh_process(tmp_path, task_check
 
 def test_a_shipped_readout_is_the_one_loaded(tmp_path, task_checkpoint, monkeypatch):
     """ship(pooling=..., readout_layers=...) changes the card's readout, not a weight."""
-    import importlib.util
-    from pathlib import Path
 
     import contrast.pretrained as pretrained
 
     _, path = task_checkpoint
-    spec = importlib.util.spec_from_file_location(
-        "ship_encoder", Path(__file__).resolve().parents[2] / "benchmarks" / "ship_encoder.py"
-    )
-    ship_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship_module)
+    ship_module = _ship_encoder_script()
     models = tmp_path / "models"
     card = {"data": "none", "recipe": "a test"}
     ship_module.ship(path, "tiny-all", card, out_dir=models, pooling="mean+max", readout_layers="all")
@@ -150,3 +138,15 @@ def test_a_shipped_readout_is_the_one_loaded(tmp_path, task_checkpoint, monkeypa
     reference.pooling, reference.readout_layers = "mean+max", "all"
     assert shipped.readout_layers == "all" and shipped.embedding_dim == reference.embedding_dim
     torch.testing.assert_close(contrast.embed(shipped, _crystals()), contrast.embed(reference, _crystals()))
+
+
+def _ship_encoder_script():
+    """benchmarks/ship_encoder.py as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "ship_encoder.py"
+    spec = importlib.util.spec_from_file_location("ship_encoder", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
