@@ -8,9 +8,9 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.preprocessing import Normalizer
 
-from contrast.probes.common import ProbeResult, check_features, check_targets, check_task
+from contrast.probes.common import ProbeResult, Standardise, check_features, check_targets, check_task
 from contrast.probes.linear import MAX_FOLDS, classification_folds
 
 __all__ = ["KNN_KS", "fit_knn_probe"]
@@ -60,7 +60,7 @@ def fit_knn_probe(
     else:
         cv = KFold(min(MAX_FOLDS, n), shuffle=True, random_state=seed) if n >= 2 else None
         estimator, scoring = KNeighborsRegressor(weights="distance"), "neg_mean_absolute_error"
-    scaler = StandardScaler() if normalise == "standard" else Normalizer()
+    scaler = Standardise() if normalise == "standard" else Normalizer()
     pipeline = make_pipeline(scaler, estimator)
     smallest_fold = n - int(np.ceil(n / cv.get_n_splits())) if cv is not None else n
     candidates = sorted({k for k in ks if 1 <= k <= smallest_fold}) or [1]

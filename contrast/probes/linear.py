@@ -10,9 +10,8 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from contrast.probes.common import ProbeResult, check_features, check_targets, check_task
+from contrast.probes.common import ProbeResult, Standardise, check_features, check_targets, check_task
 
 __all__ = ["RIDGE_ALPHAS", "LOGISTIC_CS", "fit_linear_probe", "classification_folds"]
 
@@ -44,7 +43,7 @@ def _fit_classifier(X_train: np.ndarray, y_train: np.ndarray, seed: int) -> tupl
         estimator = LogisticRegression(C=1.0, max_iter=5000, random_state=seed)
     else:
         estimator = _logistic_cv(cv, seed)
-    model = make_pipeline(StandardScaler(), estimator).fit(X_train, y_train)
+    model = make_pipeline(Standardise(), estimator).fit(X_train, y_train)
     chosen = getattr(model[-1], "C_", 1.0)
     return model, {"C": float(np.ravel(chosen)[0])}
 
@@ -80,7 +79,7 @@ def fit_linear_probe(
     X_test = check_features(X_test, "X_test", width=X_train.shape[1])
     y_train = check_targets(y_train, len(X_train), "y_train", task)
     if task == "regression":
-        model = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(X_train, y_train)
+        model = make_pipeline(Standardise(), RidgeCV(alphas=RIDGE_ALPHAS)).fit(X_train, y_train)
         return ProbeResult(pred=model.predict(X_test), params={"alpha": float(model[-1].alpha_)}, model=model)
     model, params = _fit_classifier(X_train, y_train, seed)
     return ProbeResult(

@@ -11,7 +11,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from contrast.probes.common import ProbeResult, check_features, check_targets, check_task
+from contrast.probes.common import ProbeResult, Standardise, check_features, check_targets, check_task
 
 __all__ = ["MLP_HIDDEN", "fit_mlp_probe"]
 
@@ -63,12 +63,12 @@ def fit_mlp_probe(
         if task == "regression":
             net = MLPRegressor(**settings)
             model = TransformedTargetRegressor(
-                make_pipeline(StandardScaler(), net), transformer=StandardScaler()
+                make_pipeline(Standardise(), net), transformer=StandardScaler()
             )
             model.fit(X_train, y_train)
             epochs = model.regressor_[-1].n_iter_
             return ProbeResult(pred=model.predict(X_test), params={"epochs": float(epochs)}, model=model)
-        model = make_pipeline(StandardScaler(), MLPClassifier(**settings)).fit(X_train, y_train)
+        model = make_pipeline(Standardise(), MLPClassifier(**settings)).fit(X_train, y_train)
     return ProbeResult(
         pred=model.predict(X_test),
         proba=model.predict_proba(X_test),
