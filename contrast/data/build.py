@@ -19,6 +19,8 @@ import os
 import warnings
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,8 +110,10 @@ def build_arrays(
         _SHARED = (entries, settings)  # inherited by the forked workers, so entries are never pickled
         bounds = np.linspace(0, len(entries), 4 * workers + 1).astype(int)
         try:
-            with mp.get_context("fork").Pool(workers) as pool:
-                chunks = pool.starmap(_build_range, zip(bounds[:-1], bounds[1:]))
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+                chunks = list(pool.map(_build_range, bounds[:-1], bounds[1:]))
+        except BrokenProcessPool as error:  # a worker killed from outside: an error, never a hang
+            raise RuntimeError(f"a process building {source or 'the structures'} died ({error})") from error
         finally:
             _SHARED = None
     else:

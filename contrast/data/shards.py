@@ -21,6 +21,8 @@ import os
 import shutil
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -165,22 +167,32 @@ def _run(tasks, work: Path, settings: BuildSettings, workers: int, on_shard) -> 
                 first = task  # a source of one shard is built here, without starting processes
                 continue
             if pool is None:
-                pool = mp.get_context("fork").Pool(workers)
-                in_flight.append(pool.apply_async(_build_task, (first, work, settings)))
+                pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+                in_flight.append(pool.submit(_build_task, first, work, settings))
                 first = None
-            in_flight.append(pool.apply_async(_build_task, (task, work, settings)))
+            in_flight.append(pool.submit(_build_task, task, work, settings))
             while len(in_flight) > workers:
-                collect(in_flight.popleft().get())
+                collect(_result(in_flight.popleft(), work))
         if first is not None:
             collect(_build_task(first, work, settings))
         while in_flight:
-            collect(in_flight.popleft().get())
+            collect(_result(in_flight.popleft(), work))
     finally:
         progress.close()
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
     return numbers
+
+
+def _result(future: Future, work: Path):
+    """A shard's result; a worker process that died (killed, out of memory) is an error, never a hang."""
+    try:
+        return future.result()
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            f"a process building shards in {work} died before finishing ({error}); the shards already "
+            "written are kept, so running again resumes the build"
+        ) from error
 
 
 def _build_task(task: Task, work: Path, settings: BuildSettings):

@@ -172,6 +172,19 @@ def test_parallel_build_matches_serial(frames):
         np.testing.assert_array_equal(serial[key], parallel[key])
 
 
+def _die(*args):
+    os._exit(1)  # a build worker killed from outside (out of memory, a signal)
+
+
+def test_a_dead_build_worker_is_an_error_not_a_hang(frames, monkeypatch):
+    from contrast.data.readers import read_entries
+
+    entries = read_entries(resolve_source(frames * 3))
+    monkeypatch.setattr(build_module, "_build_range", _die)
+    with pytest.raises(RuntimeError, match="died"):
+        build_module.build_arrays(entries, 4.0, ["forces"], workers=2)
+
+
 def test_reduced_formula_matches_pymatgen():
     from pymatgen.core import Composition
 

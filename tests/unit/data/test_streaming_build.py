@@ -190,3 +190,19 @@ def test_bad_entries_are_counted_across_shards(tmp_path):
             str(tmp_path / "all_bad.extxyz"), cache_dir=tmp_path / "c", shard_size=1, on_error="skip"
         )
     assert not [p for p in os.listdir(tmp_path / "c") if p.endswith(".shards")]
+
+
+def _die(*args):
+    os._exit(1)  # a shard worker killed from outside (out of memory, a signal)
+
+
+def test_a_dead_shard_worker_is_an_error_not_a_hang_and_the_build_resumes(tmp_path, xyz, monkeypatch):
+    options = dict(cutoff=CUTOFF, targets=["energy_per_atom"], cache_dir=tmp_path / "b")
+    options.update(shard_size=3, workers=2)
+    with monkeypatch.context() as patch:
+        patch.setattr(shards, "_build_task", _die)
+        with pytest.raises(RuntimeError, match="died before finishing"):
+            contrast.load_dataset(xyz, **options)
+    resumed = contrast.load_dataset(xyz, **options)
+    whole = contrast.load_dataset(xyz, cutoff=CUTOFF, targets=["energy_per_atom"], cache_dir=tmp_path / "a")
+    same_arrays(whole, resumed)
