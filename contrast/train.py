@@ -62,9 +62,30 @@ def graph_cutoff(cfg: DictConfig, encoder_cutoff: float, view_transform: Any = N
     return encoder_cutoff
 
 
+class FinalCheckpoint(pl.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` always holds the weights training ended with.
+
+    Lightning writes ``last.ckpt`` after a validation or an epoch; a run stopped by ``max_steps`` or
+    ``max_time`` between two of them would keep the earlier weights (a 1,200-step run with validation every
+    500 steps saved step 1,000). At the end of training this writes ``last.ckpt`` again when steps were taken
+    since it was last written. It runs before any callback restores the best weights (``on_fit_end``), so
+    ``last.ckpt`` stays the state to resume from.
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if not self.save_last or trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        if self._last_global_step_saved != trainer.global_step and self.dirpath is not None:
+            last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+            trainer.save_checkpoint(last)
+            self._last_global_step_saved = trainer.global_step
+            self.last_model_path = str(last)
+
+
 def build_trainer(cfg: DictConfig, output_dir: Path, metrics: MetricsJSON) -> pl.Trainer:
     """The Lightning trainer of ``cfg.trainer`` with the checkpoint, learning-rate and metrics callbacks."""
-    checkpoints = pl.callbacks.ModelCheckpoint(
+    checkpoints = FinalCheckpoint(
         dirpath=output_dir / "checkpoints",
         filename="epoch{epoch:03d}",
         auto_insert_metric_name=False,

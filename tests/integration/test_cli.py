@@ -108,6 +108,33 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, cache):
 
 
 @pytest.mark.slow
+def test_last_checkpoint_holds_the_final_step_between_validations(tmp_path, cache):
+    # Validation (and so Lightning's own checkpointing) every 2 steps; max_steps=7 ends training after a
+    # step that no validation follows. last.ckpt must still hold step 7, and a resume must go on from there.
+    run_dir = tmp_path / "run"
+    settings = [
+        "trainer.max_epochs=10",
+        "+trainer.val_check_interval=2",
+        "+trainer.check_val_every_n_epoch=null",
+        "seed=5",
+    ]
+    run_train(run_dir, cache, *settings, "+trainer.max_steps=7")
+    checkpoints = run_dir / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    validated = [
+        torch.load(path, map_location="cpu", weights_only=True) for path in checkpoints.glob("epoch*.ckpt")
+    ]
+    assert last["global_step"] == 7
+    assert validated and all(c["global_step"] == 6 for c in validated)  # the step the last validation saw
+    changed = [k for k, v in last["state_dict"].items() if not v.equal(validated[0]["state_dict"][k])]
+    assert changed, "last.ckpt holds the weights of the last validation, not of the last step"
+
+    run_train(run_dir, cache, *settings, "+trainer.max_steps=9", "ckpt_path=last")
+    resumed = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["global_step"] == 9
+
+
+@pytest.mark.slow
 def test_dataloader_workers_end_with_a_killed_trainer(tmp_path, cache):
     # A SIGKILLed trainer (OOM killer, scheduler) must not leave its DataLoader workers holding memory.
     run_dir = tmp_path / "run"
