@@ -72,6 +72,11 @@ class FinalCheckpoint(pl.callbacks.ModelCheckpoint):
     ``last.ckpt`` stays the state to resume from.
     """
 
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        # The plain ModelCheckpoint's key, so that checkpoints written before this class existed resume with
+        # their checkpointing state (else last.ckpt would be written as last-v1.ckpt).
+        return f"ModelCheckpoint{kwargs!r}"
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_end(trainer, pl_module)
         if not self.save_last or trainer.fast_dev_run or trainer.sanity_checking:

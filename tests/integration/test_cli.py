@@ -114,11 +114,10 @@ def test_last_checkpoint_holds_the_final_step_between_validations(tmp_path, cach
     run_dir = tmp_path / "run"
     settings = [
         "trainer.max_epochs=10",
-        "+trainer.val_check_interval=2",
         "+trainer.check_val_every_n_epoch=null",
         "seed=5",
     ]
-    run_train(run_dir, cache, *settings, "+trainer.max_steps=7")
+    run_train(run_dir, cache, *settings, "+trainer.val_check_interval=2", "+trainer.max_steps=7")
     checkpoints = run_dir / "checkpoints"
     last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     validated = [
@@ -129,9 +128,24 @@ def test_last_checkpoint_holds_the_final_step_between_validations(tmp_path, cach
     changed = [k for k, v in last["state_dict"].items() if not v.equal(validated[0]["state_dict"][k])]
     assert changed, "last.ckpt holds the weights of the last validation, not of the last step"
 
-    run_train(run_dir, cache, *settings, "+trainer.max_steps=9", "ckpt_path=last")
+    # Resumed with no validation before its end: Lightning's own end-of-training save must also land in
+    # last.ckpt (not a new last-v1.ckpt), so the checkpointing state has to come back from the checkpoint.
+    run_train(
+        run_dir, cache, *settings, "+trainer.val_check_interval=100", "+trainer.max_steps=9", "ckpt_path=last"
+    )
     resumed = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["global_step"] == 9
+    assert sorted(p.name for p in checkpoints.glob("last*")) == ["last.ckpt"]
+
+
+def test_checkpointing_state_keeps_lightnings_key():
+    # Checkpoints written by a plain ModelCheckpoint must resume with their state (last_model_path, best).
+    import pytorch_lightning as pl
+
+    from contrast.train import FinalCheckpoint
+
+    kwargs = {"save_last": True, "save_top_k": 1}
+    assert FinalCheckpoint(**kwargs).state_key == pl.callbacks.ModelCheckpoint(**kwargs).state_key
 
 
 @pytest.mark.slow
