@@ -81,11 +81,8 @@ class FinalCheckpoint(pl.callbacks.ModelCheckpoint):
         super().on_train_end(trainer, pl_module)
         if not self.save_last or trainer.fast_dev_run or trainer.sanity_checking:
             return
-        if self._last_global_step_saved != trainer.global_step and self.dirpath is not None:
-            last = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
-            trainer.save_checkpoint(last)
-            self._last_global_step_saved = trainer.global_step
-            self.last_model_path = str(last)
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path, metrics: MetricsJSON) -> pl.Trainer:
