@@ -2,8 +2,11 @@
 
 A checkpoint is data, not code. :func:`read_checkpoint` unpickles with ``weights_only=True``, so a file that
 would import or call anything beyond tensors and plain containers is refused before any of it runs.
-:func:`build_from_config` only instantiates classes defined inside ``contrast.nn``, so the hyper-parameters of
-a checkpoint cannot name an arbitrary callable either.
+:func:`build_from_config` is the one builder of objects from checkpoint content, shipped cards and the
+networks of a task: it checks every ``_target_`` of the whole config (nested dicts and lists included) against
+an allow-list before it builds anything, so the hyper-parameters of a checkpoint cannot name an arbitrary
+callable either. Hydra's ``instantiate`` is only for the user's own YAML (data, augmentations, trainer,
+loggers).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from torch import Tensor, nn
 __all__ = [
     "ALLOWED_PREFIXES",
     "ENCODER_PREFIXES",
+    "TASK_PREFIXES",
+    "check_targets",
     "CheckpointError",
     "encoder_config_and_weights",
     "build_from_config",
@@ -34,6 +39,8 @@ __all__ = [
 ]
 
 ALLOWED_PREFIXES: tuple[str, ...] = ("contrast.nn.",)
+# What the hyper-parameters of a task may name: its networks, its loss and its optimiser.
+TASK_PREFIXES: tuple[str, ...] = ("contrast.nn.", "contrast.losses.", "torch.optim.")
 REQUIRED_KEYS: tuple[str, ...] = ("state_dict", "hyper_parameters")
 # Where each task keeps its encoder in the state dict (contrastive and probe, energy).
 ENCODER_PREFIXES: tuple[str, ...] = ("encoder.", "model.encoder.")
@@ -133,12 +140,34 @@ def _resolve_target(target: Any, allowed_prefixes: Sequence[str]) -> Any:
     return obj
 
 
-def build_from_config(config: Any, allowed_prefixes: Sequence[str] = ALLOWED_PREFIXES) -> Any:
-    """Instantiate a Hydra-style ``_target_`` config, allowing only targets inside ``contrast.nn``.
+def check_targets(config: Any, allowed_prefixes: Sequence[str] = ALLOWED_PREFIXES, where: str = "") -> None:
+    """Refuse a config any of whose ``_target_`` values, at any depth, is outside ``allowed_prefixes``.
 
-    Nested dicts with a ``_target_`` are built first (depth first), lists are walked, and plain dicts stay
-    dicts. ``_args_`` (positional arguments) and ``_partial_`` are honoured; ``_recursive_``/``_convert_`` are
-    accepted and ignored.
+    Walks nested dicts and lists; nothing is built and no module outside the allow-list is imported.
+
+    Raises:
+        CheckpointError: naming the first disallowed target and where it sits (``encoder.extra[0]``).
+    """
+    if isinstance(config, Mapping):
+        if "_target_" in config:
+            try:
+                _resolve_target(config["_target_"], allowed_prefixes)
+            except CheckpointError as error:
+                raise CheckpointError(f"{error.reason} (at {where or 'the top level'})") from None
+        for key, value in config.items():
+            check_targets(value, allowed_prefixes, f"{where}.{key}" if where else str(key))
+    elif isinstance(config, (list, tuple)):
+        for index, value in enumerate(config):
+            check_targets(value, allowed_prefixes, f"{where}[{index}]")
+
+
+def build_from_config(config: Any, allowed_prefixes: Sequence[str] = ALLOWED_PREFIXES) -> Any:
+    """Instantiate a Hydra-style ``_target_`` config, allowing only targets inside ``allowed_prefixes``.
+
+    Every target of the whole config is checked first (:func:`check_targets`), so nothing is built from a
+    config that names one disallowed target anywhere. Then nested dicts with a ``_target_`` are built first
+    (depth first), lists are walked, and plain dicts stay dicts. ``_args_`` (positional arguments) and
+    ``_partial_`` are honoured; ``_recursive_``/``_convert_`` are accepted and ignored.
 
     Args:
         config: a dict (or list, or scalar) as found in a checkpoint's ``hyper_parameters``.
@@ -150,8 +179,13 @@ def build_from_config(config: Any, allowed_prefixes: Sequence[str] = ALLOWED_PRE
     Raises:
         CheckpointError: a target outside the allow-list, not importable, or failing to construct.
     """
+    check_targets(config, allowed_prefixes)
+    return _build(config, allowed_prefixes)
+
+
+def _build(config: Any, allowed_prefixes: Sequence[str]) -> Any:
     if isinstance(config, Mapping):
-        built = {key: build_from_config(value, allowed_prefixes) for key, value in config.items()}
+        built = {key: _build(value, allowed_prefixes) for key, value in config.items()}
         if "_target_" not in config:
             return built
         target = _resolve_target(config["_target_"], allowed_prefixes)
@@ -164,7 +198,7 @@ def build_from_config(config: Any, allowed_prefixes: Sequence[str] = ALLOWED_PRE
         except TypeError as error:
             raise CheckpointError(f"cannot build {config['_target_']}: {error}") from None
     if isinstance(config, (list, tuple)):
-        return type(config)(build_from_config(value, allowed_prefixes) for value in config)
+        return type(config)(_build(value, allowed_prefixes) for value in config)
     return config
 
 
@@ -239,8 +273,8 @@ def encoder_config_and_weights(
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """The encoder's ``_target_`` config and its weights, for a task that builds the encoder itself.
 
-    The target is checked against the allow-list (nothing is built here), so a task that instantiates the
-    config builds only a ``contrast.nn`` class.
+    Every target of the config, nested ones included, is checked against the allow-list (nothing is built
+    here); the task builds it with the same allow-listed builder.
 
     Raises:
         CheckpointError: no encoder config, a disallowed target, or no encoder weights.
@@ -250,7 +284,7 @@ def encoder_config_and_weights(
     if not isinstance(config, Mapping) or "_target_" not in config:
         raise CheckpointError(f"hyper_parameters has no encoder config (keys: {sorted(hparams)})", source)
     try:
-        _resolve_target(config["_target_"], ALLOWED_PREFIXES)
+        check_targets(config, ALLOWED_PREFIXES, "encoder")
     except CheckpointError as error:
         raise CheckpointError(error.reason, source) from None
     _, weights = _weights_under(checkpoint["state_dict"], ENCODER_PREFIXES, source)

@@ -118,10 +118,29 @@ def resolve_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
     return None
 
 
+def check_resume_checkpoint(path: str) -> None:
+    """Refuse a checkpoint to resume from that would run code: a pickle beyond plain data, or
+    hyper-parameters naming a ``_target_`` outside the task allow-list (at any depth).
+
+    Raises:
+        CheckpointError: naming the file and the reason (the disallowed target and where it sits).
+    """
+    from contrast.checkpoint import TASK_PREFIXES, CheckpointError, check_targets, read_checkpoint
+
+    checkpoint = read_checkpoint(path, required_keys=("state_dict",))
+    try:
+        check_targets(checkpoint.get("hyper_parameters", {}), TASK_PREFIXES, "hyper_parameters")
+    except CheckpointError as error:
+        raise CheckpointError(error.reason, path) from None
+
+
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Train the task of ``cfg`` and write its outputs into ``output_dir``; returns the metrics summary."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = resolve_checkpoint(cfg, output_dir)
+    if resume_from is not None:
+        check_resume_checkpoint(resume_from)
     pl.seed_everything(int(cfg.seed), workers=True)
     if cfg.get("tune_cpu_allocator", True):
         tune_cpu_allocator()
@@ -139,7 +158,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     metrics = MetricsJSON(output_dir)
     trainer = build_trainer(cfg, output_dir, metrics)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_checkpoint(cfg, output_dir))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     _save_restored_best(trainer, output_dir, metrics)
     if cfg.get("test_after_fit") and _has_test_split(datamodule):
         trainer.test(module, datamodule=datamodule, verbose=False)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from torch import nn
 
 
@@ -30,8 +30,30 @@ def plain(config: Any) -> Any:
 
 
 def build(config: Mapping, **kwargs: Any) -> Any:
-    """Instantiate a ``_target_`` config (plain dict) with extra keyword arguments."""
-    return instantiate(dict(plain(config)), **kwargs)
+    """Build a network, loss or optimiser part of a task from its ``_target_`` config and extra keyword
+    arguments, through the allow-listed builder (:func:`contrast.checkpoint.build_from_config`).
+
+    A task's configs come from the user's YAML or from a checkpoint's hyper-parameters
+    (``load_from_checkpoint``, ``task.checkpoint=``); both are built the same safe way.
+    """
+    from contrast.checkpoint import TASK_PREFIXES, build_from_config
+
+    return build_from_config({**plain(config), **kwargs}, TASK_PREFIXES)
+
+
+def optimizer_class(config: Mapping) -> type[torch.optim.Optimizer]:
+    """The optimiser class a ``_target_`` config names (allow-listed: ``torch.optim`` and ``contrast``).
+
+    Raises:
+        CheckpointError: a target outside the allow-list or not an optimiser.
+    """
+    from contrast.checkpoint import TASK_PREFIXES, CheckpointError, check_targets
+
+    check_targets(dict(config), TASK_PREFIXES, "optimizer")
+    cls = get_class(config["_target_"])
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise CheckpointError(f"optimizer _target_ {config['_target_']!r} is not a torch optimiser")
+    return cls
 
 
 def cosine_decay(progress: float, min_lr_ratio: float) -> float:
@@ -210,8 +232,10 @@ class TaskModule(pl.LightningModule):
 
     def configure_optimizers(self):
         config = dict(plain(self.optimizer_config))
+        cls = optimizer_class(config)
+        config.pop("_target_")
         # Built directly: instantiate() would turn parameter-group dicts into DictConfigs.
-        optimizer = get_class(config.pop("_target_"))(self.parameter_groups(), **config)
+        optimizer = cls(self.parameter_groups(), **config)
         if not self.scheduler_config:
             return optimizer
         kind = self.scheduler_config.get("kind", "cosine")
