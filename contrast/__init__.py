@@ -13,8 +13,12 @@ Public API (re-exported lazily so ``import contrast`` stays fast)::
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 __version__ = "0.1.0"
+
+# The Hydra configs travel inside the package, so every command runs from any folder after any install.
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 _EXPORTS = {
     "structure_to_graph": "contrast.data.graph",

@@ -54,8 +54,8 @@ def usage() -> str:
 def run_command(command: str, args: list[str]) -> int:
     """Run ``python -m <module of command> <args>`` in this process.
 
-    The module runs as ``__main__``, exactly as with ``python -m``: Hydra then finds ``conf/`` next to the
-    module's file, and Lightning's DDP re-launches the same module for its other processes.
+    The module runs as ``__main__``, exactly as with ``python -m``: Hydra then finds the package's
+    ``conf/``, and Lightning's DDP re-launches the same module for its other processes.
     """
     module_name = COMMANDS[command][0]
     if importlib.util.find_spec(module_name) is None:

@@ -41,6 +41,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from contrast import CONFIG_DIR
 from contrast.data.splits import save_split
 from contrast.suite import SuiteData, TaskSpec, parse_suite
 from contrast.suite_report import ratios_plot, results_markdown
@@ -282,7 +283,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 

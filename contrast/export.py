@@ -228,12 +228,12 @@ def _run(cfg) -> None:
 
 
 def main() -> None:
-    """``python -m contrast.export`` / ``contrast-embed``: Hydra config ``conf/embed.yaml``."""
+    """``python -m contrast.export`` / ``contrast-embed``: Hydra config ``contrast/conf/embed.yaml``."""
     import hydra
 
-    # an absolute path: a relative one is resolved as a Python package when this module is imported
-    config_dir = str(Path(__file__).resolve().parent.parent / "conf")
-    hydra.main(version_base="1.3", config_path=config_dir, config_name="embed")(_run)()
+    from contrast import CONFIG_DIR
+
+    hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="embed")(_run)()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m contrast.train [overrides]`` (Hydra; configs in ``conf/``).
+"""Entry point: ``python -m contrast.train [overrides]`` (Hydra; configs in ``contrast/conf/``).
 
 ``task=contrastive|probe|energy`` picks the LightningModule; its class decides what the data module needs
 (views, targets) through ``run_setup``. Every run writes ``checkpoints/last.ckpt``, ``metrics.json``,
@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from contrast import CONFIG_DIR
 from contrast.runtime import tune_cpu_allocator
 from contrast.tasks.callbacks import MetricsJSON, RestoreBest
 
@@ -207,7 +208,6 @@ def _report(summary: dict[str, Any], output_dir: Path) -> None:
     print(f"run directory: {output_dir}")
 
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def run_training(overrides: list[str] | None = None, run_dir: str | Path = "runs/notebook") -> dict[str, Any]:
@@ -233,7 +233,7 @@ def run_training(overrides: list[str] | None = None, run_dir: str | Path = "runs
     return run(cfg, run_dir)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
