@@ -307,7 +307,7 @@ def frame_info(path: str | Path) -> tuple[list[dict[str, Any]], np.ndarray]:
     """
     from ase.io.extxyz import key_val_str_to_dict
 
-    from contrast.data.extxyz import split_frames
+    from contrast.data.extxyz import scan_frames
 
     path = Path(path)
     opener = _OPENERS.get(path.suffix.lower())
@@ -316,11 +316,12 @@ def frame_info(path: str | Path) -> tuple[list[dict[str, Any]], np.ndarray]:
         raise ValueError(f"{path}: selecting frames by a key of their info needs an extended-XYZ file")
     with (opener or open)(path, "rt") as handle:
         lines = handle.read().split("\n")
-    frames, failure = split_frames(lines, None)
-    if failure is not None:
-        raise ValueError(f"{path}: frame {len(frames)}: {failure}")
-    info = [key_val_str_to_dict(lines[first - 1]) for first, _ in frames]
-    return info, np.array([count for _, count in frames], dtype=np.int64)
+    frames, _ = scan_frames(lines)
+    for index, span in enumerate(frames):
+        if span.error is not None:
+            raise ValueError(f"{path}: frame {index}: {span.error}")
+    info = [key_val_str_to_dict(lines[span.start + 1]) for span in frames]
+    return info, np.array([span.count for span in frames], dtype=np.int64)
 
 
 def _validation_part(parts: Mapping[str, Sequence[int]], seed: int) -> tuple[list[int], list[int]]:

@@ -11,6 +11,7 @@ calculator results; stress is returned as a [3, 3] matrix.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 from ase.data import atomic_numbers
@@ -18,7 +19,7 @@ from ase.data import atomic_numbers
 from contrast.data.entry import Entry, voigt_to_matrix
 from contrast.data.graph import CrystalArrays
 
-__all__ = ["Unsupported", "read_extxyz_frames", "split_frames"]
+__all__ = ["FrameSpan", "Unsupported", "read_extxyz_frames", "scan_frames"]
 
 _PAIR = re.compile(r'(\S+?)=("(?:[^"\\]|\\.)*"|\{[^}]*\}|\S+)')
 _BOOLS = {"T": True, "F": False, "True": True, "False": False}
@@ -29,10 +30,118 @@ class Unsupported(Exception):
     """The text uses extended XYZ features this reader leaves to ASE."""
 
 
+@dataclass(frozen=True)
+class FrameSpan:
+    """Where one frame of an (extended) XYZ text lies, as line numbers of the text split at newlines.
+
+    Attributes:
+        start: the frame's atom-count line.
+        stop: one past its last line (past the lines skipped with it, for a broken frame).
+        count: the atoms its count line declares (0 where there is no count line).
+        error: why the frame cannot be read, or None.
+    """
+
+    start: int
+    stop: int
+    count: int
+    error: str | None = None
+
+    @property
+    def atom_lines(self) -> slice:
+        return slice(self.start + 2, self.start + 2 + self.count)
+
+
+def scan_frames(
+    lines: list[str], start: int = 0, eof: bool = True, limit: int | None = None
+) -> tuple[list[FrameSpan], int]:
+    """Find the frames of XYZ text lines from their atom-count lines, re-synchronising after a broken one.
+
+    A frame is read as its count line, a comment line and as many atom lines as it declares. A frame is
+    broken when a new frame starts among its atom lines (its count promises more lines than it has), when
+    more atom lines follow its last one (it promises fewer), or when the file ends inside it; a line where a
+    count line should be is skipped up to the next count line, as one broken entry. A broken frame costs only
+    itself: scanning goes on at the next count line. Lines after a frame that hold as many values as its atom
+    lines count as its own (its count is short); other lines there are a broken entry of their own.
+
+    Args:
+        lines: the text split at ``"\n"``.
+        start: the line to start at (a count line, or blank lines before one).
+        eof: whether the lines end the text. When False, scanning stops before a frame that may go on in
+            lines not yet read, and returns its start.
+        limit: at most this many frames (broken ones included).
+
+    Returns:
+        ``(spans, stop)``: the frames found, in order, and the line where scanning stopped.
+    """
+    spans: list[FrameSpan] = []
+    n, i = len(lines), start
+    while i < n and (limit is None or len(spans) < limit):
+        if not lines[i].strip():
+            i += 1
+            continue
+        count = _count(lines[i])
+        if count is None:
+            following = _next_count_line(lines, i + 1, n)
+            if following is None and not eof:
+                break
+            stop = n if following is None else following
+            reason = f"{lines[i].strip()[:40]!r} instead of an atom-count line; skipped to the next frame"
+            spans.append(FrameSpan(i, stop, 0, reason))
+            i = stop
+            continue
+        end = i + 2 + count
+        inner = _next_count_line(lines, i + 2, min(end, n))
+        if inner is None and end > n and not eof:
+            break
+        if inner is not None or end > n:  # a new frame, or the end of the text, comes too early
+            stop = n if inner is None else inner
+            found = max(stop - i - 2, 0)
+            reason = f"truncated frame: declares {count} atoms but only {found} atom lines follow"
+            spans.append(FrameSpan(i, stop, count, reason))
+            i = stop
+            continue
+        after = end
+        while after < n and not lines[after].strip():
+            after += 1
+        if after == n and not eof:
+            break
+        if after < n and _count(lines[after]) is None and _looks_like(lines[after], lines[end - 1]):
+            following = _next_count_line(lines, after + 1, n)
+            if following is None and not eof:
+                break
+            stop = n if following is None else following
+            reason = f"declares {count} atoms but more atom lines follow them"
+            spans.append(FrameSpan(i, stop, count, reason))
+            i = stop
+            continue
+        spans.append(FrameSpan(i, end, count))
+        i = end
+    return spans, i
+
+
+def _count(line: str) -> int | None:
+    """The atom count of a count line (a line holding one whole number only), else None."""
+    text = line.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _looks_like(line: str, atom_line: str) -> bool:
+    """Whether ``line`` holds as many values as ``atom_line`` (another atom line of the same frame)."""
+    return len(line.split()) == len(atom_line.split())
+
+
+def _next_count_line(lines: list[str], start: int, stop: int) -> int | None:
+    for k in range(start, stop):
+        if lines[k].strip().isdigit():
+            return k
+    return None
+
+
 def read_extxyz_frames(
     text: str, source: str, stem: str, limit: int | None = None, first_index: int = 0
 ) -> list[Entry]:
-    """Parse every frame; a frame that breaks the format gives an entry with ``error`` set.
+    """Parse every frame; a frame that breaks the format gives an entry with ``error`` set, and reading goes
+    on at the next frame (:func:`scan_frames`).
 
     ``first_index`` is the position of the text's first frame in its file (for a chunk of a streamed file):
     entries are numbered, and named when they have no id, from there.
@@ -41,46 +150,42 @@ def read_extxyz_frames(
         Unsupported: a feature outside the handled subset (the caller falls back to ASE).
     """
     lines = text.split("\n")
-    frames, failure = split_frames(lines, limit)
-    infos = [_parse_comment(lines[first - 1]) for first, _ in frames]
+    spans, _ = scan_frames(lines, limit=limit)
+    good = [span for span in spans if span.error is None]
+    infos = [_parse_comment(lines[span.start + 1]) for span in good]
     specs = [info.pop("Properties", "species:S:1:pos:R:3") for info in infos]
-    bulk = _bulk_columns(lines, frames, specs[0]) if frames and len(set(specs)) == 1 else None
-    entries = []
-    for index, ((first, count), info, spec) in enumerate(zip(frames, infos, specs)):
+    bulk = _bulk_columns(lines, good, specs[0]) if good and len(set(specs)) == 1 else None
+    entries, k = [], 0
+    for index, span in enumerate(spans, start=first_index):
+        if span.error is not None:
+            entries.append(Entry(source, index, id=_comment_id(lines, span), error=span.error))
+            continue
+        info, spec = infos[k], specs[k]
         if bulk is not None:
-            offset = bulk["offsets"][index]
-            arrays = {name: values[offset : offset + count] for name, values in bulk["columns"].items()}
+            offset = bulk["offsets"][k]
+            arrays = {name: values[offset : offset + span.count] for name, values in bulk["columns"].items()}
         else:
-            arrays = _columns(lines[first : first + count], _parse_properties(spec))
-        entries.append(_frame(source, first_index + index, stem, info, arrays))
-    if failure is not None:
-        entries.append(Entry(source, first_index + len(entries), error=failure))
+            arrays = _columns(lines[span.atom_lines], _parse_properties(spec))
+        entries.append(_frame(source, index, stem, info, arrays))
+        k += 1
     return entries
 
 
-def split_frames(lines: list[str], limit: int | None) -> tuple[list[tuple[int, int]], str | None]:
-    """(first atom line, atom count) of each frame, and the reason the text stops early (if it does)."""
-    frames, start = [], 0
-    while start < len(lines) and (limit is None or len(frames) < limit):
-        if not lines[start].strip():
-            start += 1
-            continue
-        try:
-            count = int(lines[start].split()[0])
-        except ValueError:
-            return frames, f"bad atom-count line {lines[start][:40]!r}"
-        available = len(lines) - start - 2
-        if available < count or count < 0:
-            return frames, f"truncated frame: {max(available, 0)} of {count} atom lines"
-        frames.append((start + 2, count))
-        start += count + 2
-    return frames, None
+def _comment_id(lines: list[str], span: FrameSpan) -> str | None:
+    """The id a broken frame's comment line names, when it has one that parses."""
+    if span.count == 0 or span.start + 1 >= len(lines):
+        return None
+    try:
+        info = _parse_comment(lines[span.start + 1])
+    except Unsupported:
+        return None
+    return next((str(info[key]) for key in _ID_KEYS if key in info), None)
 
 
-def _bulk_columns(lines: list[str], frames: list[tuple[int, int]], spec: str) -> dict | None:
+def _bulk_columns(lines: list[str], frames: list[FrameSpan], spec: str) -> dict | None:
     """Convert all frames' atom lines at once (None when a frame's line widths differ: parse one by one)."""
     columns = _parse_properties(spec)
-    body = [line for first, count in frames for line in lines[first : first + count]]
+    body = [line for span in frames for line in lines[span.atom_lines]]
     width = sum(n for _, _, n in columns)
     tokens = " ".join(body).split()
     if len(tokens) != width * len(body):
@@ -91,7 +196,7 @@ def _bulk_columns(lines: list[str], frames: list[tuple[int, int]], spec: str) ->
         return None
     if columns[0][0] == "species" and columns[0][2] == 1:  # atomic numbers of all frames at once
         table["_z"] = np.fromiter((atomic_numbers.get(s, 0) for s in tokens[0::width]), np.int64, len(body))
-    offsets = np.concatenate([[0], np.cumsum([count for _, count in frames])])
+    offsets = np.concatenate([[0], np.cumsum([span.count for span in frames])])
     return {"columns": table, "offsets": offsets}
 
 

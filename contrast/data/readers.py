@@ -20,14 +20,17 @@ builder can raise or skip it with the file and entry named.
 from __future__ import annotations
 
 import bz2
+import codecs
 import csv
 import glob
 import gzip
 import io
 import lzma
 import os
+import re
 import warnings
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +48,21 @@ __all__ = [
     "read_extxyz_text",
     "is_extxyz",
     "open_text",
+    "TextStream",
+    "READ_ERRORS",
     "atoms_properties",
     "voigt_to_matrix",
 ]
 
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_DECOMPRESSORS = {
+    ".gz": lambda: zlib.decompressobj(wbits=31),  # one gzip member
+    ".bz2": bz2.BZ2Decompressor,
+    ".xz": lzma.LZMADecompressor,
+}
+# What reading a damaged or undecodable file raises.
+READ_ERRORS = (OSError, EOFError, UnicodeDecodeError, zlib.error, lzma.LZMAError)
+CUT_REASON = "the compressed file is cut: it ends before its end-of-stream marker"
 _STRUCTURE_SUFFIXES = (".cif", ".extxyz", ".xyz", ".vasp", ".poscar")
 _STRUCTURE_NAMES = ("POSCAR", "CONTCAR")
 _ID_COLUMNS = ("material_id", "mp_id", "id", "name")
@@ -145,16 +158,28 @@ def read_file(path: str, limit: int | None = None, format: str | None = None) ->
     compressed = name != os.path.basename(path)
     if format is None:
         format = _guess_format(name)
-    text = None
+    text, cut = None, None
     if compressed or format in ("cif", "extxyz"):
+        stream = TextStream(path)
         try:
-            text = _read_text(path)
-        except (OSError, UnicodeDecodeError, EOFError) as error:
+            text = "".join(stream.blocks())
+        except READ_ERRORS as error:
             return [Entry(path, 0, error=f"cannot read the file ({error})")]
+        cut = stream.cut
+        if cut is not None:
+            text = text[: text.rfind("\n") + 1]  # a line the cut ended part way may hold a cut number
         if not text.strip():
-            return [Entry(path, 0, error="empty file")]
+            return [Entry(path, 0, error=cut or "empty file")]
     elif os.path.getsize(path) == 0:
         return [Entry(path, 0, error="empty file")]
+    entries = _parse_file(path, name, format, text, limit)
+    if cut is not None and (limit is None or len(entries) < limit):
+        entries.append(Entry(path, len(entries), error=cut))  # the complete frames before the cut are kept
+    return entries
+
+
+def _parse_file(path: str, name: str, format: str | None, text: str | None, limit: int | None) -> list[Entry]:
+    """The entries of one file's text (or of the file itself, for uncompressed formats ASE reads)."""
     try:
         if format == "cif":
             return _read_cif_text(path, text, Path(name).stem, limit)
@@ -209,10 +234,11 @@ def _numbered(stem: str | None, index: int) -> str | None:
 
 def read_extxyz_text(path: str, text: str, limit: int | None = None, first_index: int = 0) -> list[Entry]:
     """Entries of an extended XYZ text: the whole file, or a chunk of it whose first frame is frame
-    ``first_index`` of ``path`` (the fast reader, else ASE's for features outside its subset)."""
+    ``first_index`` of ``path`` (the fast reader, else ASE's for features outside its subset). A broken
+    frame becomes one failed entry and reading goes on at the next frame."""
     from ase.io.extxyz import read_xyz
 
-    from contrast.data.extxyz import Unsupported, read_extxyz_frames
+    from contrast.data.extxyz import Unsupported, read_extxyz_frames, scan_frames
 
     stem = Path(_strip_compression(os.path.basename(path))).stem
     try:
@@ -225,11 +251,15 @@ def read_extxyz_text(path: str, text: str, limit: int | None = None, first_index
             return [_entry_from_object(path, first_index + k, atoms, stem) for k, atoms in enumerate(images)]
         except Exception:  # locate the bad frame below
             pass
+    lines = text.split("\n")
+    spans, _ = scan_frames(lines, limit=limit)
     entries = []
-    for k, frame in enumerate(_split_xyz_frames(text), start=first_index):
-        if limit is not None and k - first_index >= limit:
-            break
+    for k, span in enumerate(spans, start=first_index):
+        if span.error is not None:
+            entries.append(Entry(path, k, error=span.error))
+            continue
         try:
+            frame = "\n".join(lines[span.start : span.stop])
             atoms = next(read_xyz(io.StringIO(frame), index=0))
         except Exception as error:
             entries.append(Entry(path, k, error=f"cannot parse frame ({type(error).__name__}: {error})"))
@@ -238,32 +268,36 @@ def read_extxyz_text(path: str, text: str, limit: int | None = None, first_index
     return entries
 
 
-def _split_xyz_frames(text: str) -> list[str]:
-    """Split an (ext)xyz text into frames using each frame's atom-count line; an unreadable or truncated rest
-    becomes one last frame, which then fails to parse and is reported as a bad entry."""
-    from contrast.data.extxyz import split_frames
-
-    lines = text.splitlines(keepends=True)
-    spans, failure = split_frames(lines, None)
-    frames = ["".join(lines[first - 2 : first + count]) for first, count in spans]
-    if failure is not None:
-        frames.append("".join(lines[spans[-1][0] + spans[-1][1] if spans else 0 :]))
-    return frames
+_CIF_BLOCK = re.compile(r"^data_", re.MULTILINE)
 
 
 def _read_cif_text(path: str, text: str, stem: str, limit: int | None = None) -> list[Entry]:
+    """The structures of a CIF text, parsed block by block (``data_...``): a broken block is one failed entry
+    and the others are kept."""
+    # cut before every block but the first, so that anything before the first block stays with it
+    bounds = [0, *[match.start() for match in _CIF_BLOCK.finditer(text)][1:]]
+    blocks = [text[a:b] for a, b in zip(bounds, [*bounds[1:], len(text)])]
+    entries = []
+    for k, block in enumerate(blocks[:limit] if limit is not None else blocks):
+        entry_id = _numbered(stem, k)
+        structure, error = _parse_cif_block(block)
+        entries.append(Entry(path, k, structure, {}, entry_id, error=error))
+    return entries
+
+
+def _parse_cif_block(block: str):
+    """``(structure, None)`` of one CIF data block, or ``(None, reason)``."""
     from pymatgen.io.cif import CifParser
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            structures = CifParser.from_str(text).parse_structures(primitive=False, on_error="ignore")
+            structures = CifParser.from_str(block).parse_structures(primitive=False, on_error="ignore")
         except Exception as error:
-            return [Entry(path, 0, error=f"cannot parse CIF ({type(error).__name__}: {error})")]
+            return None, f"cannot parse CIF ({type(error).__name__}: {error})"
     if not structures:
-        return [Entry(path, 0, error="no structure could be parsed from the CIF (truncated or malformed)")]
-    structures = structures[:limit] if limit is not None else structures
-    return [Entry(path, k, s, {}, _numbered(stem, k)) for k, s in enumerate(structures)]
+        return None, "no structure could be parsed from the CIF block (truncated or malformed)"
+    return structures[0], None
 
 
 def _read_csv(path: str, cif_column: str | None = None, id_column: str | None = None) -> list[Entry]:
@@ -336,9 +370,47 @@ def is_extxyz(path: str, format: str | None = None) -> bool:
     return (format or _guess_format(_strip_compression(os.path.basename(path)))) == "extxyz"
 
 
-def _read_text(path: str) -> str:
-    with open_text(path) as handle:
-        return handle.read()
+class TextStream:
+    """The text of a file, plain or compressed (``.gz``, ``.bz2``, ``.xz``), in blocks, that keeps what a
+    cut compressed file holds.
+
+    Python's own decompressing readers raise at a cut and lose the block being read; here every byte that
+    decompresses is handed on, and :attr:`cut` says afterwards whether the file ended early.
+
+    Attributes:
+        cut: :data:`CUT_REASON` once :meth:`blocks` has found the compressed stream cut, else None.
+    """
+
+    def __init__(self, path: str, block_bytes: int = 1 << 20):
+        self.path, self.block_bytes = path, block_bytes
+        self.cut: str | None = None
+
+    def blocks(self) -> Iterator[str]:
+        """The text, block by block.
+
+        Raises:
+            READ_ERRORS: a file that cannot be read, corrupt compressed data, or text that is not UTF-8.
+        """
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        make = _DECOMPRESSORS.get(Path(self.path).suffix.lower())
+        with open(self.path, "rb") as raw:
+            decompressor = make() if make else None
+            for chunk in iter(lambda: raw.read(self.block_bytes), b""):
+                while chunk:
+                    if decompressor is None:
+                        data, chunk = chunk, b""
+                    else:
+                        if decompressor.eof:  # another member of a concatenated file
+                            if not chunk.strip(b"\0"):
+                                break  # zero padding after the last member
+                            decompressor = make()
+                        data = decompressor.decompress(chunk)
+                        chunk = decompressor.unused_data if decompressor.eof else b""
+                    if data:
+                        yield decoder.decode(data)
+            if decompressor is not None and not decompressor.eof:
+                self.cut = CUT_REASON
+            yield decoder.decode(b"", final=not self.cut)
 
 
 def open_text(path: str):

@@ -30,7 +30,7 @@ import numpy as np
 from contrast.data.build import BuildSettings, all_bad_error, build_chunk, unique_ids
 from contrast.data.cache import write_atomically
 from contrast.data.graph import StructureError
-from contrast.data.readers import SourceSpec
+from contrast.data.readers import CUT_REASON, SourceSpec
 from contrast.data.store import decode, save_store, string_array
 from contrast.data.stream import Task, iter_tasks, task_entries
 
@@ -116,6 +116,8 @@ def data_report(meta: dict) -> dict:
         "kept": meta["n_kept"],
         "skipped": len(meta["skipped"]),
         "entries": meta["skipped"],
+        # compressed files that end early: their complete frames are kept, the cut is one skipped entry
+        "cut_files": sorted({record["file"] for record in meta["skipped"] if record["reason"] == CUT_REASON}),
         "with_isolated_atoms": len(isolated) if meta.get("isolated_counted", True) else None,
         "isolated": isolated,
     }

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from contrast.data.entry import Entry
 from contrast.data.readers import (
+    READ_ERRORS,
     SourceSpec,
+    TextStream,
     is_extxyz,
-    open_text,
     read_entries,
     read_extxyz_text,
     read_file,
@@ -28,7 +29,7 @@ from contrast.data.readers import (
 
 __all__ = ["Task", "extxyz_chunks", "iter_tasks", "task_entries"]
 
-BLOCK_CHARS = 1 << 22  # characters decompressed and split at a time
+BLOCK_CHARS = 1 << 22  # bytes read (and decompressed) at a time
 
 
 @dataclass
@@ -105,57 +106,51 @@ def extxyz_chunks(
 ) -> Iterator[tuple[list[tuple[int, str]], tuple[int, str] | None, int]]:
     """Split an (optionally compressed) extended XYZ file into shards of ``shard_size`` frames, streaming.
 
-    Frames are found from their atom-count lines exactly as :func:`~contrast.data.extxyz.split_frames`
-    finds them in a whole text; an unreadable count line or a truncated last frame ends the file with a
-    failure, as does a file that cannot be read or holds nothing.
+    Frames are found by :func:`~contrast.data.extxyz.scan_frames`, block by block, exactly as in a whole
+    text: a broken frame is one entry (its text goes with it, so the shard's reader finds the same break)
+    and the frames after it are read. A file that cannot be read, or a compressed file that is cut, ends
+    with a failure after the complete frames before the damage; so does a file that holds nothing.
 
     Yields:
-        ``(parts, failure, count)``: ``(first frame index, text)`` parts of the shard's whole frames, the
+        ``(parts, failure, count)``: ``(first frame index, text)`` parts of the shard's frames, the
         ``(entry index, reason)`` that ends the file (None while it goes on) and the entries the shard holds
         (frames, plus one for a failure).
     """
-    parts, count, index, carry, failure = [], 0, 0, "", None
-    try:
-        handle = open_text(path)
-    except OSError as error:
-        yield [], (0, f"cannot read the file ({error})"), 1
-        return
-    with handle:
-        eof = False
-        while not eof and failure is None and (limit is None or index < limit):
-            try:
-                block = handle.read(BLOCK_CHARS)
-            except (OSError, UnicodeDecodeError, EOFError) as error:
-                failure = (index, f"cannot read the file ({error})")
-                break
-            eof = not block
-            lines = (carry + block).split("\n")
-            tail = "" if eof else lines.pop()  # a line that may go on in the next block
-            start = first = 0
-            part_index = index
-            while start < len(lines) and (limit is None or index < limit):
-                if not lines[start].strip():
-                    start += 1
-                    continue
-                try:
-                    atoms = int(lines[start].split()[0])
-                except ValueError:
-                    failure = (index, f"bad atom-count line {lines[start][:40]!r}")
-                    break
-                available = len(lines) - start - 2
-                if atoms < 0 or (eof and available < atoms):
-                    failure = (index, f"truncated frame: {max(available, 0)} of {atoms} atom lines")
-                    break
-                if available < atoms:
-                    break  # the frame goes on in the next block
-                start, index, count = start + atoms + 2, index + 1, count + 1
-                if count == shard_size:
-                    parts.append((part_index, "\n".join(lines[first:start])))
-                    yield parts, None, count
-                    parts, count, first, part_index = [], 0, start, index
-            if index > part_index:
-                parts.append((part_index, "\n".join(lines[first:start])))
-            carry = "\n".join([*lines[start:], tail]) if not eof else ""
+    from contrast.data.extxyz import scan_frames
+
+    stream = TextStream(path, block_bytes=BLOCK_CHARS)
+    parts: list[tuple[int, str]] = []
+    count = index = 0
+    failure: tuple[int, str] | None = None
+    pending = ""  # text after the last frame scanned
+    blocks = stream.blocks()
+    done = False
+    while not done and (limit is None or index < limit):
+        try:
+            block = next(blocks)
+        except StopIteration:
+            block, done = "", True
+        except READ_ERRORS as error:
+            block, done = "", True
+            failure = (index, f"cannot read the file ({error})")
+        lines = (pending + block).split("\n")
+        # The last line may go on in the next block; where the file ends early it may end part way (a
+        # number cut short), so it is dropped.
+        ended_early = stream.cut is not None or failure is not None
+        tail = lines.pop() if not done or ended_early else ""
+        tail = "" if done else tail
+        left = None if limit is None else limit - index
+        spans, stop = scan_frames(lines, eof=done, limit=left)
+        while spans:
+            take, spans = spans[: shard_size - count], spans[shard_size - count :]
+            parts.append((index, "\n".join(lines[take[0].start : take[-1].stop])))
+            index, count = index + len(take), count + len(take)
+            if count == shard_size:
+                yield parts, None, count
+                parts, count = [], 0
+        pending = "" if done else "\n".join([*lines[stop:], tail])
+    if failure is None and stream.cut is not None and (limit is None or index < limit):
+        failure = (index, stream.cut)
     if index == 0 and failure is None:
         failure = (0, "empty file")
     if parts or failure is not None:

@@ -23,16 +23,16 @@ def make_sample(source: str | Path, out: str | Path, size: int = 300, seed: int 
     from ase import Atoms
     from ase.io import read, write
 
-    from contrast.data.extxyz import split_frames
+    from contrast.data.extxyz import scan_frames
 
     with gzip.open(source, "rt") if str(source).endswith(".gz") else open(source) as handle:
         lines = handle.read().split("\n")  # decompress first: ASE seeks inside gzip streams slowly
-    frames, _ = split_frames(lines, None)
+    frames, _ = scan_frames(lines)
     chosen = np.sort(np.random.default_rng(seed).choice(len(frames), size=size, replace=False))
     sample = []
     for index in chosen:
-        first, count = frames[index]
-        atoms = read(io.StringIO("\n".join(lines[first - 2 : first + count])), format="extxyz")
+        span = frames[index]
+        atoms = read(io.StringIO("\n".join(lines[span.start : span.stop])), format="extxyz")
         info = {key: atoms.info[key] for key in KEEP}
         sample.append(Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=True, info=info))
     with gzip.open(out, "wt", compresslevel=9) as handle:

@@ -39,8 +39,8 @@ BAD_FRAMES = {
     "flat": (frame("3 0 0 6 0 0 0 0 3", ["Cu 0 0 0", "Cu 1.5 0 1.5"]), "zero-volume or degenerate"),
     "element": (frame("3 0 0 0 3 0 0 0 3", ["Cu 0 0 0", "Xx 1.5 1.5 0"]), "unknown element"),
     "molecule": (frame("", ["H 0 0 0", "H 0 0 0.74"], extra="molecule"), "not periodic"),
-    "garbage": ("two\nnot a frame at all", "bad atom-count line"),
-    "truncated": ("5\n" + GOOD.split("\n")[0] + "\nCu 0 0 0", "truncated frame"),
+    "garbage": ("two\nnot a frame at all", "instead of an atom-count line"),
+    "truncated": ("5\n" + GOOD.split("\n")[0].replace("id=good", "id=cut") + "\nCu 0 0 0", "truncated frame"),
 }
 
 

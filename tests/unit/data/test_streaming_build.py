@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 import contrast
 from contrast.data import shards, stream
 from contrast.data.build import BuildSettings
-from contrast.data.extxyz import split_frames
+from contrast.data.extxyz import scan_frames
 from contrast.data.graph import StructureError
 from contrast.data.readers import resolve_source
 
@@ -56,13 +56,15 @@ def test_chunks_find_the_frames_of_the_whole_text(tmp_path, monkeypatch, xyz, te
     path = tmp_path / "x.extxyz"
     path.write_text(whole + extra)
     lines = (whole + extra).split("\n")
-    expected, failure = split_frames(lines, None)
+    spans, _ = scan_frames(lines)
+    broken = [span.error for span in spans if span.error]
     chunks = list(stream.extxyz_chunks(str(path), 4))
-    assert [count for *_, count in chunks] == [4, 4, 3 + (failure is not None)]
+    assert [count for *_, count in chunks] == [4, 4, 3 + len(broken)]
     texts = "\n".join(text for parts, _, _ in chunks for _, text in parts).split("\n")
-    assert len(split_frames(texts, None)[0]) == len(expected) == 11
+    assert [span.error for span in scan_frames(texts)[0]] == [span.error for span in spans]
+    assert len(spans) == 11 + len(broken)
     assert [first for parts, _, _ in chunks for first, _ in parts][0] == 0
-    assert chunks[-1][1] == ((11, failure) if failure else None)
+    assert chunks[-1][1] is None
 
 
 def test_empty_file_is_one_failed_entry(tmp_path):
