@@ -3,7 +3,8 @@
 A cache entry is a folder ``<cache root>/<source name>-<key>/`` holding the compact arrays of
 :mod:`contrast.data.store` (ids and formulas among them), ``meta.json`` (store kind, skipped entries,
 structures with isolated atoms) and, when skipping was asked for or atoms are isolated, ``data_report.json``.
-The key hashes everything that shapes the result: each source file's path, size and modification time, the
+The key hashes everything that shapes the result: each file the source reads (its path and content, or size
+and modification time for a large file; every CIF of a CGCNN folder, every member of a folder or glob), the
 reader options, the targets, the store kind, the cutoff (for the graph store, or when every atom must have a
 neighbour), the error policy, whether every atom must have a neighbour, the structure limit and
 :data:`FORMAT_VERSION`. Changing any of them gives a new key, so a stale cache is never reused. Entries are
@@ -26,7 +27,8 @@ from typing import Any
 
 __all__ = ["FORMAT_VERSION", "build_lock", "default_cache_root", "cache_key", "write_atomically"]
 
-FORMAT_VERSION = 3  # 3: graph and structure stores, ids and formulas as arrays; 2: unique stable ids
+FORMAT_VERSION = 4  # 4: broken frames re-synchronised, files keyed by content; 3: graph and structure stores
+HASHED_BYTES = 16 << 20  # files up to this size are keyed by their content, larger ones by size and mtime
 
 
 def default_cache_root() -> Path:
@@ -35,11 +37,20 @@ def default_cache_root() -> Path:
 
 
 def cache_key(files: list[str], settings: dict[str, Any]) -> str:
-    """A 16-hex-digit key over the files' (path, size, mtime) and the JSON-serialisable ``settings``."""
+    """A 16-hex-digit key over every file a source reads and the JSON-serialisable ``settings``.
+
+    A file of up to :data:`HASHED_BYTES` is keyed by its path and content (an overwritten CIF changes the
+    key even within one mtime tick), a larger one by its path, size and modification time.
+    """
     stamps = []
     for path in files:
         stat = os.stat(path)
-        stamps.append([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
+        if stat.st_size <= HASHED_BYTES:
+            with open(path, "rb") as handle:
+                content = hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
+            stamps.append([os.path.abspath(path), content])
+        else:
+            stamps.append([os.path.abspath(path), stat.st_size, stat.st_mtime_ns])
     payload = json.dumps({"version": FORMAT_VERSION, "files": stamps, "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -252,7 +252,7 @@ def load_dataset(
             "store": store,
         }
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
-        folder = root / entry_name(name, cache_key(spec.files, key_settings))
+        folder = root / entry_name(name, cache_key(spec.read_files(), key_settings))
         if not (folder / "meta.json").exists():
             with build_lock(folder):  # another process (a DDP rank) may be building it right now
                 if not (folder / "meta.json").exists():

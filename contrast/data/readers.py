@@ -77,6 +77,14 @@ class SourceSpec:
     options: dict[str, Any]
     items: list | None = None  # in-memory structures
 
+    def read_files(self) -> list[str]:
+        """Every file reading this source opens (what its cache key must cover): a CGCNN folder's
+        ``id_prop.csv`` and its CIFs, else :attr:`files`."""
+        if self.kind != "cgcnn":
+            return list(self.files)
+        folder = Path(self.files[0]).parent
+        return [self.files[0], *sorted(str(p) for p in folder.iterdir() if p.suffix.lower() == ".cif")]
+
 
 def resolve_source(source: Any, **options: Any) -> SourceSpec:
     """Classify a source and list its files (used for reading and for the cache key).
