@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,7 +113,7 @@ def _graphs(structures, cutoff: float, dtype: torch.dtype) -> Sequence:
     pymatgen / ASE structures (built here in ``dtype``, at full precision)."""
     from torch_geometric.data import Data
 
-    from contrast.data.graph import structure_to_graph
+    from contrast.data.graph import StructureError, structure_to_graph
 
     if isinstance(structures, list) and structures and isinstance(structures[0], Data):
         check_graph_cutoff(structures, cutoff)
@@ -124,7 +125,23 @@ def _graphs(structures, cutoff: float, dtype: torch.dtype) -> Sequence:
                 f"the dataset was built at cutoff {dataset_cutoff} Å but the encoder uses {cutoff} Å"
             )
         return structures
-    return [structure_to_graph(s, cutoff, require_neighbours=False, dtype=dtype) for s in structures]
+    graphs = []
+    for position, structure in enumerate(structures):
+        try:
+            graphs.append(structure_to_graph(structure, cutoff, require_neighbours=False, dtype=dtype))
+        except StructureError as error:
+            raise StructureError(f"structure {position} of those given: {error.reason}") from None
+    return graphs
+
+
+def is_one_structure(item: Any) -> bool:
+    """Whether ``item`` is one crystal (a pymatgen ``Structure``, an ``ase.Atoms``, a graph), not a
+    collection of them: both pymatgen and ASE structures are iterable, over their sites and atoms."""
+    from torch_geometric.data import Data
+
+    is_atoms = hasattr(item, "get_atomic_numbers") and hasattr(item, "get_cell")
+    is_structure = hasattr(item, "lattice") and hasattr(item, "sites")
+    return is_atoms or is_structure or isinstance(item, Data)
 
 
 def check_graph_cutoff(graphs: Sequence, cutoff: float) -> None:
@@ -160,18 +177,24 @@ def embed(
     batch_size: int = 64,
     progress: bool | None = None,
 ) -> Tensor:
-    """Mean-pooled graph embeddings [B, D] of pymatgen Structures, ASE Atoms or a ``contrast`` dataset.
+    """Graph embeddings [B, D] of pymatgen Structures, ASE Atoms or a ``contrast`` dataset, read out as the
+    encoder pools them (``encoder.pooling``; the shipped encoders: mean, std and max of every layer).
 
     Args:
         encoder: from :func:`load_encoder` (or any :class:`CrystalEncoder`).
-        structures: the crystals, in order.
+        structures: the crystals, in order, or one crystal (then B = 1).
         batch_size: graphs per forward pass.
         progress: show a progress bar (default: when there are more than 1,000 structures).
+
+    Raises:
+        StructureError: a structure that cannot become a graph, named by its position among those given.
     """
     from torch_geometric.loader import DataLoader
     from tqdm.auto import tqdm
 
     parameter = next(encoder.parameters())
+    if is_one_structure(structures):
+        structures = [structures]
     items = structures if hasattr(structures, "__len__") else list(structures)
     graphs = _graphs(items, encoder.cutoff, parameter.dtype)
     loader = DataLoader(graphs, batch_size=batch_size, shuffle=False)

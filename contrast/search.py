@@ -34,7 +34,8 @@ def neighbours(
     Args:
         encoder: embeds ``query`` / ``database`` when they are structures (see :func:`contrast.embed`); may be
             None when both are embeddings.
-        query: Q structures (pymatgen, ASE, a ``contrast`` dataset) or embeddings [Q, D] / [D].
+        query: Q structures (pymatgen, ASE, a ``contrast`` dataset), one structure, or embeddings [Q, D] /
+            [D].
         database: S structures or embeddings [S, D], as for ``query``.
         k: neighbours per query, 1 <= k <= S.
         batch_size: structures per forward pass when embedding.

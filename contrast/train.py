@@ -208,8 +208,6 @@ def _report(summary: dict[str, Any], output_dir: Path) -> None:
     print(f"run directory: {output_dir}")
 
 
-
-
 def run_training(overrides: list[str] | None = None, run_dir: str | Path = "runs/notebook") -> dict[str, Any]:
     """Run ``python -m contrast.train <overrides>`` in this process (for notebooks and scripts).
 

@@ -131,6 +131,12 @@ class CrystalDataModule(pl.LightningDataModule):
         store: ``"graph"``, ``"structure"`` or ``"auto"`` (see :func:`contrast.load_dataset`): with
             ``view_transform`` set, ``"auto"`` is the structure store and items leave the neighbour list to
             the views.
+        min_batch_size: the fewest crystals a batch may hold (the task's loss sets it: 2 for contrastive
+            losses, which compare the crystals of a batch). A last batch of an epoch that would hold fewer is
+            dropped, with a log line; a split too small for one such batch is an error.
+        format: the file format for ASE (default: from the file name).
+        cif_column: the CIF column of a CSV source (default: a column named ``cif``).
+        id_column: the id column of a CSV source (default: ``material_id``, ``mp_id``, ``id`` or ``name``).
     """
 
     def __init__(
@@ -155,6 +161,10 @@ class CrystalDataModule(pl.LightningDataModule):
         sampling_temperature: float | None = None,
         samples_per_epoch: int | None = None,
         store: str = "auto",
+        min_batch_size: int = 1,
+        format: str | None = None,
+        cif_column: str | None = None,
+        id_column: str | None = None,
     ):
         super().__init__()
         if split not in SPLITS:
@@ -178,6 +188,9 @@ class CrystalDataModule(pl.LightningDataModule):
         self.exclude_from = dict(exclude_from) if exclude_from else None
         self.require_neighbours = bool(require_neighbours)
         self.store = store
+        self.min_batch_size = int(min_batch_size)
+        options = {"format": format, "cif_column": cif_column, "id_column": id_column}
+        self.reader_options = {key: value for key, value in options.items() if value is not None}
         self.sources = parse_sources(sources) if sources else None
         self.sampling_temperature = sampling_temperature
         self.samples_per_epoch = samples_per_epoch
@@ -207,6 +220,7 @@ class CrystalDataModule(pl.LightningDataModule):
             require_neighbours=self.require_neighbours,
             store=self.store,
             views=self.view_transform is not None,
+            **self.reader_options,
         )
         if self.sources:
             self.dataset = load_sources(self.sources, **options)
@@ -362,29 +376,58 @@ class CrystalDataModule(pl.LightningDataModule):
         self._samplers = [*self._samplers[-3:], sampler]  # the live loaders' samplers only
         return sampler
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+    def _drop_last(self, dataset: Dataset, sampler: Any, part: str) -> bool:
+        """Whether the last batch of each epoch (per rank) would hold fewer than ``min_batch_size`` crystals
+        and is to be dropped.
+
+        Raises:
+            ValueError: a split whose rank share is too small for a single such batch.
+        """
+        if self.min_batch_size <= 1:
+            return False
+        world = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = -(-len(sampler if sampler is not None else dataset) // world)
+        if 0 < per_rank < self.min_batch_size:
+            raise ValueError(
+                f"the {part} split holds {per_rank} crystal(s) per process, fewer than the "
+                f"{self.min_batch_size} a batch of this task's loss needs: give it more structures"
+            )
+        last = per_rank % self.batch_size
+        if 0 < last < self.min_batch_size:
+            log.info(
+                "%s: the last batch of each epoch would hold %d crystal(s), fewer than the %d the loss "
+                "needs: it is dropped",
+                part,
+                last,
+                self.min_batch_size,
+            )
+            return True
+        return False
+
+    def _loader(self, dataset: Dataset, shuffle: bool, part: str) -> DataLoader:
         from contrast.data.workers import WorkerInit
 
+        sampler = self._sampler(dataset) if shuffle else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=self._sampler(dataset) if shuffle else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=WorkerBatchCollater(dataset),
             # Workers end with a killed trainer, and are seeded as Lightning's own worker_init_fn would.
             worker_init_fn=WorkerInit(self.trainer.global_rank if self.trainer is not None else None),
             persistent_workers=False,  # views are re-seeded per epoch in freshly started workers
-            drop_last=False,
+            drop_last=self._drop_last(dataset, sampler, part),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, shuffle=True, part="train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set, shuffle=False, part="val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set, shuffle=False, part="test")
 
 
 class _AtomsView:

@@ -227,6 +227,7 @@ def load_dataset(
         FileNotFoundError: a missing path or a glob matching nothing.
     """
     targets = list(targets or [])
+    reader_options = {key: value for key, value in reader_options.items() if value is not None}
     store = resolve_store(store, views)
     settings = BuildSettings(float(cutoff), tuple(targets), on_error, require_neighbours, store)
     spec = resolve_source(source, **reader_options)

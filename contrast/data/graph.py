@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 MIN_DISTANCE = 0.5  # Å; closer atoms are treated as a broken structure
+MAX_Z = 100  # the largest atomic number the encoders embed (their default ``max_z``): Fm
 MIN_VOLUME_PER_ATOM = 1e-3  # Å^3; below this the cell is degenerate
 
 
@@ -126,6 +127,8 @@ def _pymatgen_sites(sites) -> tuple[list[int], list[np.ndarray]]:
         number = specie.Z  # a DummySpecies reports the hash of its symbol
         if not 1 <= number <= 118 or type(specie).__name__ == "DummySpecies":
             raise StructureError(f"dummy or unknown species {specie!s}")
+        if number > MAX_Z:
+            raise _beyond_max_z(number)
         numbers.append(number)
         frac.append(site.frac_coords)
     return numbers, frac
@@ -138,8 +141,10 @@ def _check_arrays(z: np.ndarray, pos: np.ndarray, cell: np.ndarray, check_number
         raise StructureError("no atoms")
     if n != len(pos):
         raise StructureError(f"{n} atomic numbers but {len(pos)} positions")
-    if check_numbers and (z.min() < 1 or z.max() > 118):
-        raise StructureError(f"unknown element with atomic number {int(z[(z < 1) | (z > 118)][0])}")
+    if check_numbers and (z.min() < 1 or z.max() > MAX_Z):
+        if z.min() < 1 or z.max() > 118:
+            raise StructureError(f"unknown element with atomic number {int(z[(z < 1) | (z > 118)][0])}")
+        raise _beyond_max_z(int(z.max()))
     (a, b, c), (d, e, f), (g, h, i) = cell.tolist()
     volume = abs(a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g))
     if not math.isfinite(pos.sum() + volume):  # NaN or inf anywhere in pos or cell
@@ -148,6 +153,15 @@ def _check_arrays(z: np.ndarray, pos: np.ndarray, cell: np.ndarray, check_number
         raise StructureError("NaN or infinite lattice vectors")
     if volume < MIN_VOLUME_PER_ATOM * n:
         raise StructureError(f"zero-volume or degenerate cell (volume {volume:.3g} Å^3)")
+
+
+def _beyond_max_z(number: int) -> StructureError:
+    from ase.data import chemical_symbols
+
+    return StructureError(
+        f"element {chemical_symbols[number]} (Z={number}) cannot be embedded: the encoders embed atomic "
+        f"numbers 1 to {MAX_Z}"
+    )
 
 
 def neighbour_list(

@@ -316,7 +316,14 @@ def _read_csv(path: str, cif_column: str | None = None, id_column: str | None = 
     columns = list(rows[0])
     cif_column = cif_column or next((c for c in columns if c.lower() == "cif"), None)
     if cif_column not in columns:
-        return [Entry(path, 0, error=f"no CIF column (columns: {columns}); pass cif_column=")]
+        return [
+            Entry(
+                path,
+                0,
+                error=f"no CIF column (columns: {columns}); name it with data.cif_column=NAME "
+                "(cif_column=NAME in Python)",
+            )
+        ]
     id_column = id_column or next((c for c in _ID_COLUMNS if c in columns), None)
     entries = []
     for k, row in enumerate(rows):

@@ -9,11 +9,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+MIN_BATCH = 2  # every loss here compares crystals of a batch: one crystal has no negatives and no variance
 
-def _check_pair(z_a: Tensor, z_b: Tensor) -> None:
+
+def _check_pair(z_a: Tensor, z_b: Tensor, loss: str) -> None:
     if z_a.dim() != 2 or z_a.shape != z_b.shape:
         raise ValueError(
             f"expected two [B, P] tensors of equal shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
+    if z_a.shape[0] < MIN_BATCH:
+        raise ValueError(
+            f"{loss} needs at least {MIN_BATCH} crystals per batch, got {z_a.shape[0]}: a batch of one has "
+            "no negatives and no variance (training drops such a last batch)"
         )
 
 
@@ -56,7 +63,7 @@ def info_nce(
     Returns:
         The scalar loss.
     """
-    _check_pair(z_a, z_b)
+    _check_pair(z_a, z_b, "info_nce")
     batch = z_a.shape[0]
     z = F.normalize(torch.cat([z_a, z_b], dim=0), dim=1)  # [2B, P]
     logits = z @ z.T / temperature  # [2B, 2B]
@@ -84,7 +91,7 @@ def barlow_twins(z_a: Tensor, z_b: Tensor, lambd: float = 5e-3) -> Tensor:
     Returns:
         The scalar loss.
     """
-    _check_pair(z_a, z_b)
+    _check_pair(z_a, z_b, "barlow_twins")
     batch = z_a.shape[0]
     c = _standardise(z_a).T @ _standardise(z_b) / batch  # [P, P]
     diagonal = torch.diagonal(c)  # [P]
@@ -121,10 +128,8 @@ def vicreg(
     Returns:
         The scalar loss.
     """
-    _check_pair(z_a, z_b)
+    _check_pair(z_a, z_b, "vicreg")
     batch, dim = z_a.shape
-    if batch < 2:
-        raise ValueError("vicreg needs at least 2 samples per batch to estimate variances")
     invariance = F.mse_loss(z_a, z_b)
     variance = z_a.new_zeros(())
     covariance = z_a.new_zeros(())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from contrast.data.graph import MAX_Z
 from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling, check_readout_layers
 from contrast.nn.geometry import gaussian_rbf
 
@@ -62,7 +63,7 @@ class CGCNN(CrystalEncoder):
         num_layers: int = 3,
         cutoff: float = 5.0,
         num_rbf: int = 32,
-        max_z: int = 100,
+        max_z: int = MAX_Z,
         pooling: str = "mean",
         readout_layers: str = "last",
     ):

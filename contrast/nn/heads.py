@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from contrast.data.composition import element_counts
+from contrast.data.graph import MAX_Z
 from contrast.nn.base import CrystalEncoder
 from contrast.nn.geometry import graph_index
 
@@ -51,7 +52,7 @@ class EnergyHead(nn.Module):
         max_z: largest atomic number.
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 64, max_z: int = 100):
+    def __init__(self, in_dim: int, hidden_dim: int = 64, max_z: int = MAX_Z):
         super().__init__()
         self.max_z = max_z
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, 1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from contrast.data.graph import MAX_Z
 from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling, check_readout_layers
 from contrast.nn.geometry import bessel_rbf
 from contrast.nn.painn_message import message_sum_
@@ -113,7 +114,7 @@ class PaiNN(CrystalEncoder):
         num_layers: int = 3,
         cutoff: float = 5.0,
         num_rbf: int = 32,
-        max_z: int = 100,
+        max_z: int = MAX_Z,
         pooling: str = "mean",
         readout_layers: str = "last",
     ):

@@ -15,6 +15,7 @@ from contrast.augment.batched import BatchedViews
 from contrast.augment.corruption import displace_atoms, mask_species
 from contrast.augment.views import view_seed
 from contrast.losses import alignment, embedding_std, positive_negative_similarity, uniformity
+from contrast.losses.contrastive import MIN_BATCH
 from contrast.losses.pretext import denoising_loss, masked_species_loss
 from contrast.nn.pretext import DisplacementHead, SpeciesHead
 from contrast.tasks.base import TaskModule, build, plain
@@ -211,4 +212,5 @@ class ContrastiveTask(TaskModule):
         view_transform = instantiate(augment)
         if on_device:  # geometry and neighbour search on the batch's device; chemistry stays per item
             view_transform = BatchedViews.from_two_views(view_transform)
-        return module, {"view_transform": view_transform}
+        # every contrastive loss compares the crystals of a batch: a last batch of one is dropped
+        return module, {"view_transform": view_transform, "min_batch_size": MIN_BATCH}
