@@ -381,17 +381,22 @@ class CrystalDataModule(pl.LightningDataModule):
         and is to be dropped.
 
         Raises:
-            ValueError: a split whose rank share is too small for a single such batch.
+            ValueError: a training split whose rank share is too small for a single such batch (a validation
+                or test split that small is left unscored, with a warning).
         """
         if self.min_batch_size <= 1:
             return False
         world = self.trainer.world_size if self.trainer is not None else 1
         per_rank = -(-len(sampler if sampler is not None else dataset) // world)
         if 0 < per_rank < self.min_batch_size:
-            raise ValueError(
+            message = (
                 f"the {part} split holds {per_rank} crystal(s) per process, fewer than the "
-                f"{self.min_batch_size} a batch of this task's loss needs: give it more structures"
+                f"{self.min_batch_size} a batch of this task's loss needs"
             )
+            if part == "train":
+                raise ValueError(f"{message}: give it more structures")
+            log.warning("%s: it is not scored", message)
+            return True
         last = per_rank % self.batch_size
         if 0 < last < self.min_batch_size:
             log.info(

@@ -61,6 +61,7 @@ def test_the_drop_rule(tmp_path):
     assert module._drop_last(list(range(9)), None, "train") is True  # 4 + 4 + 1
     assert module._drop_last(list(range(10)), None, "train") is False  # 4 + 4 + 2
     assert module._drop_last(list(range(8)), None, "train") is False
-    with pytest.raises(ValueError, match="the val split holds 1 crystal"):
-        module._drop_last([0], None, "val")
+    with pytest.raises(ValueError, match="the train split holds 1 crystal"):
+        module._drop_last([0], None, "train")
+    assert module._drop_last([0], None, "val") is True  # left unscored, with a warning
     assert CrystalDataModule("default", batch_size=4)._drop_last(list(range(9)), None, "train") is False
