@@ -18,7 +18,7 @@ from pymatgen.core import Lattice, Structure
 from vesin import NeighborList
 
 import contrast
-from contrast.data.readers import read_entries, resolve_source
+from contrast.data.io.readers import read_entries, resolve_source
 
 
 def seconds(function, items: list) -> float:

@@ -31,10 +31,10 @@ DEFAULT_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
 
 
 def suite_tasks(names: list[str]):
-    """The :class:`contrast.suite.TaskSpec` s of the default suite with these names."""
+    """The :class:`contrast.evaluation.suite.TaskSpec` s of the default suite with these names."""
     from omegaconf import OmegaConf
 
-    from contrast.suite import parse_suite
+    from contrast.evaluation.suite import parse_suite
 
     suite = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "suite" / "default.yaml")
     tasks = OmegaConf.to_container(suite.tasks, resolve=True)
@@ -54,7 +54,7 @@ def task_split_files(spec, data_dir: Path, cutoff: float, val_size: int, fractio
     """Write a ``splits.json`` (by id) per (fraction, seed) of one task; returns ``{(fraction, seed): path}``
     and the pool sizes."""
     from contrast.data.splits import save_split
-    from contrast.suite import SuiteData
+    from contrast.evaluation.suite import SuiteData
 
     suite = SuiteData([spec], data_dir, cutoff)
     graphs = suite.task_graphs([spec])
@@ -79,8 +79,8 @@ def task_split_files(spec, data_dir: Path, cutoff: float, val_size: int, fractio
 def encoder_overrides(checkpoint: str) -> list[str]:
     """Hydra overrides that build a fresh encoder with the checkpoint's architecture, readout and cutoff (the
     encoder groups take their cutoff from ``data.cutoff``)."""
-    from contrast.checkpoint import encoder_config_and_weights, read_checkpoint
-    from contrast.pretrained import checkpoint_path
+    from contrast.pretrained.checkpoint import encoder_config_and_weights, read_checkpoint
+    from contrast.pretrained.loading import checkpoint_path
 
     path = checkpoint_path(checkpoint)
     config, _ = encoder_config_and_weights(read_checkpoint(path), source=path)
@@ -103,7 +103,7 @@ def finetune_once(spec, split_file: Path, start: str | None, seed: int, args, ru
     if not _finished(result):
         import shutil
 
-        from contrast.train import run_training
+        from contrast.cli.train import run_training
 
         shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
 
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     args.data_dir = args.data_dir.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    from contrast.pretrained import load_encoder
+    from contrast.pretrained.loading import load_encoder
 
     cutoff = float(load_encoder(args.checkpoint).cutoff)
     scratch = encoder_overrides(args.checkpoint)

@@ -70,7 +70,7 @@ def load_seeds(path: str | os.PathLike, min_atoms: int = 5, max_atoms: int = 50)
     Returns:
         ``z`` [A] int64, ``pos`` [A, 3], ``cell`` [S, 3, 3] and ``ptr`` [S + 1] int64.
     """
-    from contrast.data.readers import read_entries, resolve_source
+    from contrast.data.io.readers import read_entries, resolve_source
 
     crystals = [
         entry.structure
@@ -328,8 +328,8 @@ def phase_build(
 ) -> dict:
     """Build a store (timed) and report its size; memory is sampled by the caller."""
     from contrast.data.dataset import load_dataset
-    from contrast.data.readers import resolve_source
-    from contrast.data.store import bytes_per_atom
+    from contrast.data.io.readers import resolve_source
+    from contrast.data.store.arrays import bytes_per_atom
 
     resolve_source(source)  # imports done before the clock starts
     start, cpu = time.perf_counter(), _cpu_seconds()
@@ -570,13 +570,17 @@ def check_goals(result: dict) -> dict[str, dict]:
     return goals
 
 
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
 def run(args: argparse.Namespace) -> dict:
+    """Every phase in turn (generate, structure stores, a graph-store sample, view loaders, a first training
+    step), each in its own process; the result holds their measurements and the goals checked on them."""
     out = Path(args.out)
-    data, cache = out / "data", out / "cache"
     seed_data = Path(args.seed_data)
     if not seed_data.exists():
         seed_data = BUNDLED_SEED
-    phases: dict[str, float] = {}
     result: dict = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -588,15 +592,28 @@ def run(args: argparse.Namespace) -> dict:
         "seed_data": str(seed_data),
         "cutoff": args.cutoff,
     }
+    phases: dict[str, float] = {}
+    source = _generate(args, seed_data, out / "data", result, phases)
+    _build_structure_stores(args, source, out / "cache", result, phases)
+    _build_graph_sample(args, source, out / "cache", result, phases)
+    if args.loader_batches > 0:
+        _measure_loaders(args, source, out, result, phases)
+    if args.train:
+        _first_step(args, source, out, result, phases)
+    result["phase_seconds"] = phases
+    result["goals"] = check_goals(result)
+    return result
 
-    def phase(name: str, phase_args: dict, sample: bool = False) -> dict:
-        return run_phase(name, phase_args, sample=sample, inline=args.inline)
 
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+def _phase(args: argparse.Namespace, name: str, phase_args: dict, sample: bool = False) -> dict:
+    return run_phase(name, phase_args, sample=sample, inline=args.inline)
 
-    log(f"generating {args.n} structures from {seed_data}")
-    gen = phase(
+
+def _generate(args, seed_data: Path, data: Path, result: dict, phases: dict) -> str:
+    """Write the synthetic structures; returns the folder, the source every later phase reads."""
+    _log(f"generating {args.n} structures from {seed_data}")
+    gen = _phase(
+        args,
         "generate",
         dict(
             seed_data=str(seed_data),
@@ -611,13 +628,17 @@ def run(args: argparse.Namespace) -> dict:
     result["generation"] = {k: v for k, v in gen.items() if k != "files"}
     result["generation"]["files"] = len(gen["files"])
     result["generation"]["structures_per_s"] = args.n / gen["seconds"]
-    log(f"generated {args.n} structures in {gen['seconds']:.1f} s ({gen['bytes'] / 1e6:.0f} MB)")
-    source = str(data)  # the folder: the same source (and cache) as data.path=<folder>
+    _log(f"generated {args.n} structures in {gen['seconds']:.1f} s ({gen['bytes'] / 1e6:.0f} MB)")
+    return str(data)  # the folder: the same source (and cache) as data.path=<folder>
 
+
+def _build_structure_stores(args, source: str, cache: Path, result: dict, phases: dict) -> None:
+    """Structure stores of a small and of the full set: build rate and peak memory against size."""
     builds = {}
     for size in sorted({min(args.rss_small, args.n), args.n}):
-        log(f"building the structure store of {size} structures")
-        build = phase(
+        _log(f"building the structure store of {size} structures")
+        build = _phase(
+            args,
             "build",
             dict(
                 source=source,
@@ -631,7 +652,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         builds[size] = build
         phases[f"build_structure_{size}"] = build["phase_seconds"]
-        log(
+        _log(
             f"  {build['structures_per_s_per_process']:.0f} structures/s per process, peak RSS "
             f"{build['rss']['max_single_mb']:.0f} MB (tree {build['rss']['tree_sum_mb']:.0f} MB)"
         )
@@ -644,9 +665,13 @@ def run(args: argparse.Namespace) -> dict:
     }
     result["peak_build_rss_mb"] = {str(size): b["rss"] for size, b in builds.items()}
 
+
+def _build_graph_sample(args, source: str, cache: Path, result: dict, phases: dict) -> None:
+    """A graph store (neighbour lists) of a sample: its size per atom and build rate."""
     sample = min(args.graph_sample, args.n)
-    log(f"building the graph store of {sample} structures at {args.cutoff} Å")
-    graph = phase(
+    _log(f"building the graph store of {sample} structures at {args.cutoff} Å")
+    graph = _phase(
+        args,
         "build",
         dict(
             source=source,
@@ -666,74 +691,76 @@ def run(args: argparse.Namespace) -> dict:
     result["graph_build"] = {k: v for k, v in graph.items() if k != "cache_path"}
     shutil.rmtree(graph["cache_path"], ignore_errors=True)
 
-    if args.loader_batches > 0:
-        stores = {"full": {"source": source}}
-        baseline = min(BASELINE_SIZE, args.n)
-        stores["synthetic_33k"] = {"source": source, "max_structures": baseline}
-        real = Path(args.seed_data)
-        if real.exists() and real.resolve() != BUNDLED_SEED.resolve():
-            stores["real"] = {"source": str(real)}
-        log(f"view loaders with {args.loader_workers} workers over {list(stores)}")
-        loader = phase(
-            "loader",
-            dict(
-                stores=stores,
-                cache_dir=str(cache),
-                output_dir=str(out / "loader_runs"),
-                batch_size=args.batch_size,
-                workers=args.loader_workers,
-                batches=args.loader_batches,
-                warmup=args.loader_warmup,
-                rounds=args.rounds,
-                rss_batches=args.rss_batches,
-                main="full",
-            ),
-            sample=False,
-        )
-        phases["loader"] = loader["phase_seconds"]
-        last = loader["worker_memory"][-1]
-        result["worker_extra_rss_mb"] = max(last["private_mb"]) if last["private_mb"] else None
-        result["worker_memory"] = loader["worker_memory"]
-        rate = {name: float(np.median(v)) for name, v in loader["views_per_s"].items()}
-        atom_rate = {name: float(np.median(v)) for name, v in loader["view_atoms_per_s"].items()}
-        anchor = "real" if "real" in rate else "synthetic_33k"
-        result["view_throughput_anchor"] = anchor
-        result["view_throughput_ratio"] = rate["full"] / rate[anchor]
-        result["view_throughput_ratio_synthetic_33k"] = rate["full"] / rate["synthetic_33k"]
-        result["view_atoms_throughput_ratio"] = atom_rate["full"] / atom_rate[anchor]
-        result["views_per_s"] = loader["views_per_s"]
-        result["view_atoms_per_s"] = loader["view_atoms_per_s"]
-        result["loader"] = {
-            "batch_size": args.batch_size,
-            "batches": args.loader_batches,
-            "warmup_batches": args.loader_warmup,
-            "rounds": args.rounds,
-            "sizes": loader["sizes"],
-            "setup_seconds": loader["setup_seconds"],
-            "main_rss_mb": loader["main_rss_mb"],
-        }
-        log(f"  worker private memory {result['worker_extra_rss_mb']:.0f} MB, views/s {rate}")
 
-    if args.train:
-        log("first optimiser step of python -m contrast.train on the built store")
-        train = phase(
-            "train",
-            dict(
-                source=source,
-                cache_dir=str(cache),
-                run_dir=str(out / "train_run"),
-                workers=args.loader_workers,
-                timeout=args.train_timeout,
-            ),
-        )
-        phases["train"] = train["phase_seconds"]
-        result["first_step_s"] = train["first_step_s"]
-        result["train_process_s"] = train["process_s"]
-        result["train_returncode"] = train["returncode"]
+def _measure_loaders(args, source: str, out: Path, result: dict, phases: dict) -> None:
+    """View loaders over the full store against a 33k-structure one (and the real seed file when given):
+    throughput ratios and the workers' memory."""
+    stores = {"full": {"source": source}}
+    stores["synthetic_33k"] = {"source": source, "max_structures": min(BASELINE_SIZE, args.n)}
+    real = Path(args.seed_data)
+    if real.exists() and real.resolve() != BUNDLED_SEED.resolve():
+        stores["real"] = {"source": str(real)}
+    _log(f"view loaders with {args.loader_workers} workers over {list(stores)}")
+    loader = _phase(
+        args,
+        "loader",
+        dict(
+            stores=stores,
+            cache_dir=str(out / "cache"),
+            output_dir=str(out / "loader_runs"),
+            batch_size=args.batch_size,
+            workers=args.loader_workers,
+            batches=args.loader_batches,
+            warmup=args.loader_warmup,
+            rounds=args.rounds,
+            rss_batches=args.rss_batches,
+            main="full",
+        ),
+        sample=False,
+    )
+    phases["loader"] = loader["phase_seconds"]
+    last = loader["worker_memory"][-1]
+    result["worker_extra_rss_mb"] = max(last["private_mb"]) if last["private_mb"] else None
+    result["worker_memory"] = loader["worker_memory"]
+    rate = {name: float(np.median(v)) for name, v in loader["views_per_s"].items()}
+    atom_rate = {name: float(np.median(v)) for name, v in loader["view_atoms_per_s"].items()}
+    anchor = "real" if "real" in rate else "synthetic_33k"
+    result["view_throughput_anchor"] = anchor
+    result["view_throughput_ratio"] = rate["full"] / rate[anchor]
+    result["view_throughput_ratio_synthetic_33k"] = rate["full"] / rate["synthetic_33k"]
+    result["view_atoms_throughput_ratio"] = atom_rate["full"] / atom_rate[anchor]
+    result["views_per_s"] = loader["views_per_s"]
+    result["view_atoms_per_s"] = loader["view_atoms_per_s"]
+    result["loader"] = {
+        "batch_size": args.batch_size,
+        "batches": args.loader_batches,
+        "warmup_batches": args.loader_warmup,
+        "rounds": args.rounds,
+        "sizes": loader["sizes"],
+        "setup_seconds": loader["setup_seconds"],
+        "main_rss_mb": loader["main_rss_mb"],
+    }
+    _log(f"  worker private memory {result['worker_extra_rss_mb']:.0f} MB, views/s {rate}")
 
-    result["phase_seconds"] = phases
-    result["goals"] = check_goals(result)
-    return result
+
+def _first_step(args, source: str, out: Path, result: dict, phases: dict) -> None:
+    """The time to the first optimiser step of ``python -m contrast.train`` on the built store."""
+    _log("first optimiser step of python -m contrast.train on the built store")
+    train = _phase(
+        args,
+        "train",
+        dict(
+            source=source,
+            cache_dir=str(out / "cache"),
+            run_dir=str(out / "train_run"),
+            workers=args.loader_workers,
+            timeout=args.train_timeout,
+        ),
+    )
+    phases["train"] = train["phase_seconds"]
+    result["first_step_s"] = train["first_step_s"]
+    result["train_process_s"] = train["process_s"]
+    result["train_returncode"] = train["returncode"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from contrast.checkpoint import encoder_config_and_weights, read_checkpoint
+from contrast.pretrained.checkpoint import encoder_config_and_weights, read_checkpoint
 
 MODELS = Path(__file__).resolve().parents[1] / "contrast" / "models"
 MAX_BYTES = 5 * 1024 * 1024

@@ -35,15 +35,15 @@ import torch
 from ase.build import bulk
 from torch_geometric.data import Batch
 
-from contrast.data.emt import emt_structures
-from contrast.data.graph import structure_to_graph, structures_to_graphs
+from contrast.data.io.emt import emt_structures
+from contrast.graph.convert import structure_to_graph, structures_to_graphs
 from contrast.nn.base import num_parameters
 from contrast.nn.cgcnn import CGCNN
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
 from contrast.nn.painn import PaiNN
+from contrast.nn.runtime import tune_cpu_allocator
 from contrast.nn.schnet import SchNet
-from contrast.runtime import tune_cpu_allocator
 
 ENCODERS = {"painn": PaiNN, "schnet": SchNet, "cgcnn": CGCNN}
 CUTOFF = 5.0

@@ -21,19 +21,19 @@ __version__ = "0.1.0"
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 _EXPORTS = {
-    "structure_to_graph": "contrast.data.graph",
-    "structures_to_graphs": "contrast.data.graph",
-    "StructureError": "contrast.data.graph",
+    "structure_to_graph": "contrast.graph.convert",
+    "structures_to_graphs": "contrast.graph.convert",
+    "StructureError": "contrast.graph.convert",
     "load_dataset": "contrast.data.dataset",
     "CrystalDataset": "contrast.data.dataset",
     "load_encoder": "contrast.pretrained",
     "embed": "contrast.pretrained",
     "load_calculator": "contrast.pretrained",
     "pretrained_models": "contrast.pretrained",
-    "embed_file": "contrast.export",
-    "read_embeddings": "contrast.embedding_files",
-    "neighbours": "contrast.search",
-    "run_training": "contrast.train",
+    "embed_file": "contrast.embeddings.export",
+    "read_embeddings": "contrast.embeddings.files",
+    "neighbours": "contrast.embeddings.search",
+    "run_training": "contrast.cli.train",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -16,7 +16,7 @@ import torch
 from ase import Atoms
 from torch import Tensor
 
-from contrast.data.graph import structure_to_graph
+from contrast.graph.convert import structure_to_graph
 from contrast.nn.forces import apply_strain, energy_forces_stress
 from contrast.nn.geometry import graph_index
 

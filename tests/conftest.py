@@ -1,4 +1,5 @@
-"""Shared fixtures: isolate every test's dataset cache from the user's."""
+"""Shared fixtures: every test's dataset cache kept from the user's, an untrained checkpoint writer and a
+quiet CPU trainer."""
 
 from __future__ import annotations
 
@@ -17,3 +18,65 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("CONTRAST_CACHE", None)
     else:
         os.environ["CONTRAST_CACHE"] = previous
+
+
+def write_untrained_checkpoint(path, encoder: dict, seed: int = 0):
+    """Write a ``ContrastiveTask`` with ``encoder`` (seeded, untrained) to ``path`` as Lightning would, and
+    return the module."""
+    import torch
+
+    from contrast.tasks.contrastive import ContrastiveTask
+
+    torch.manual_seed(seed)
+    module = ContrastiveTask(
+        encoder=encoder,
+        projector={"_target_": "contrast.nn.heads.ProjectionHead", "hidden_dim": 8, "out_dim": 4},
+        loss={"_target_": "contrast.losses.InfoNCELoss", "temperature": 0.1},
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3},
+    )
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return module
+
+
+def make_quiet_trainer(max_epochs: int, callbacks=(), **options):
+    """A CPU trainer for ``max_epochs`` without checkpoints or sanity validation; gradients stay on in
+    validation (forces are ``-dE/dpos``). ``options`` override any of these."""
+    import pytorch_lightning as pl
+
+    options = {"enable_checkpointing": False, "inference_mode": False, "num_sanity_val_steps": 0, **options}
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        **options,
+    )
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint():
+    """``untrained_checkpoint(path, encoder, seed=0) -> module``: a seeded, untrained contrastive checkpoint
+    for tests that need a checkpoint file but no training."""
+    return write_untrained_checkpoint
+
+
+@pytest.fixture(scope="session")
+def quiet_trainer():
+    """``quiet_trainer(max_epochs, callbacks=(), **options) -> Trainer``: a quiet CPU trainer for tests that
+    fit tasks directly (no logger, progress bar or summary)."""
+    return make_quiet_trainer
+
+
+@pytest.fixture(scope="session")
+def ship_encoder_script():
+    """``benchmarks/ship_encoder.py`` as a module (its ``ship`` writes a shipped encoder and its card)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ship_encoder.py"
+    spec = importlib.util.spec_from_file_location("ship_encoder", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

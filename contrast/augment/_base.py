@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from contrast.data.graph import contract_data
+from contrast.graph.convert import contract_data
 
 # Fields that stop describing a view once its atoms move or change: the neighbour list (rebuilt by the
 # pipeline) and the physical labels of the unperturbed structure. Views are for self-supervision only.

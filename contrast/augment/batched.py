@@ -6,7 +6,7 @@ edges and the views are made after the batch reached the device (``ContrastiveTa
 
 - **batched, on the device**: :class:`BatchedRotation`, :class:`BatchedStrain`, :class:`BatchedPositionNoise`,
   :class:`BatchedOriginShift` (per structure), then :func:`rebuild_edges`
-  (:func:`contrast.data.batch_neighbours.batch_neighbour_list`), then :class:`BatchedEdgeDrop`;
+  (:func:`contrast.graph.batched.batch_neighbour_list`), then :class:`BatchedEdgeDrop`;
 - **per item, on the CPU** (:data:`PER_ITEM`): ``SiteRemoval``, ``SpeciesSubstitution``, ``AtomMask`` and
   ``RandomSupercell`` change atoms, not coordinates, search no neighbours and stay cheap in the workers. They
   run before the device transforms; this reorders nothing that matters, since they commute with the rigid,
@@ -38,8 +38,8 @@ from contrast.augment.strain import LatticeStrain
 from contrast.augment.substitution import SpeciesSubstitution
 from contrast.augment.supercell import RandomSupercell
 from contrast.augment.views import TwoViews, ViewDataset, ViewPipeline, view_seed
-from contrast.data.batch_neighbours import DEFAULT_MAX_PAIRS, batch_neighbour_list
-from contrast.data.graph import MIN_DISTANCE, StructureError
+from contrast.graph.batched import DEFAULT_MAX_PAIRS, batch_neighbour_list
+from contrast.graph.convert import MIN_DISTANCE, StructureError
 
 PER_ITEM = (SiteRemoval, SpeciesSubstitution, AtomMask, RandomSupercell)
 

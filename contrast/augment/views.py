@@ -19,7 +19,7 @@ from torch_geometric.data import Data
 
 from contrast.augment._base import STALE_FIELDS
 from contrast.augment.compose import Compose, Transform
-from contrast.data.graph import CrystalArrays, StructureError, arrays_to_graph
+from contrast.graph.convert import CrystalArrays, StructureError, arrays_to_graph
 
 _GRAPH_FIELDS = ("z", "pos", "cell", "edge_index", "cell_shift", "num_nodes")
 

@@ -48,9 +48,8 @@ class WorkerBatchCollater:
 
     torch hands every tensor that a worker returns to the main process through its own shared-memory segment
     and file descriptor. A PyG batch of two views holds about 40 small tensors (the fields plus the slice and
-    increment tables of each view), and that transfer cost more than making the views: one worker delivered
-    142 structures/s where the main process alone made 265 to 297 (BENCHMARKS.md). Pickled by value, a batch
-    is one buffer through the worker's pipe (181/s with one worker). Such a buffer is larger than the pipe
+    increment tables of each view), and that transfer can cost more than making the views (BENCHMARKS.md).
+    Pickled by value, a batch is one buffer through the worker's pipe. Such a buffer is larger than the pipe
     holds, and a full pipe to a killed main process would keep a worker from exiting: the loaders'
     ``worker_init_fn`` (:class:`contrast.data.workers.WorkerInit`) ends workers with their parent.
     """

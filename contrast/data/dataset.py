@@ -1,9 +1,11 @@
 """Cached crystal datasets: ``load_dataset(source) -> CrystalDataset``.
 
-The first load of a file source streams its structures from the readers (see :mod:`contrast.data.readers`
-and :mod:`contrast.data.stream`), checks them and writes a compact on-disk cache in shards, several processes
-at once, resuming an interrupted build (see :mod:`contrast.data.shards`, :mod:`contrast.data.store` and
-:mod:`contrast.data.cache`). Two stores exist: the **graph store** keeps each structure's neighbour list
+The first load of a file source streams its structures from the readers (see :mod:`contrast.data.io.readers`
+and :mod:`contrast.data.io.stream`), checks them and writes a compact on-disk cache in shards, several
+processes
+at once, resuming an interrupted build (see :mod:`contrast.data.store.shards`,
+:mod:`contrast.data.store.arrays` and
+:mod:`contrast.data.store.cache`). Two stores exist: the **graph store** keeps each structure's neighbour list
 (read back as it is), the **structure store** keeps only atoms and cells, about 16 bytes per atom, and items
 search their neighbours when they are read. Later loads memory-map the cache: only the pages an item touches
 are read, so datasets larger than RAM work, and DataLoader workers share the page cache. In-memory lists are
@@ -23,14 +25,14 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
-from contrast.data.build import BuildSettings, build_arrays
-from contrast.data.cache import build_lock, cache_key, default_cache_root, entry_name
-from contrast.data.graph import CrystalArrays
-from contrast.data.neighbours import NeighbourSearch
-from contrast.data.readers import read_entries, resolve_source
-from contrast.data.shards import REPORT_NAME, SHARD_SIZE, build_store, data_report
-from contrast.data.store import STORES, bytes_per_atom, decode, item_arrays, item_graph, load_store
-from contrast.data.stream import source_name
+from contrast.data.io.readers import read_entries, resolve_source
+from contrast.data.io.stream import source_name
+from contrast.data.store.arrays import STORES, bytes_per_atom, decode, item_arrays, item_graph, load_store
+from contrast.data.store.build import BuildSettings, build_arrays
+from contrast.data.store.cache import build_lock, cache_key, default_cache_root, entry_name
+from contrast.data.store.shards import REPORT_NAME, SHARD_SIZE, build_store, data_report
+from contrast.graph.convert import CrystalArrays
+from contrast.graph.neighbours import NeighbourSearch
 
 __all__ = ["CrystalDataset", "load_dataset", "resolve_store"]
 
@@ -49,7 +51,8 @@ class CrystalDataset(Dataset):
     Attributes:
         ids: one unique id per structure (``mp_id`` / ``id`` / CSV id / file name, else its position in the
             source; an id shared by several entries gets a content hash, see
-            :func:`~contrast.data.build.unique_ids`). Ids do not depend on the cutoff, the error policy or the
+            :func:`~contrast.data.store.build.unique_ids`). Ids do not depend on the cutoff, the error policy
+            or the
             store, so splits select structures by id (:mod:`contrast.data.splits`). Read from the store when
             first used.
         formulas: reduced formulas (read from the store when first used).
@@ -142,7 +145,7 @@ class CrystalDataset(Dataset):
         return np.asarray(self.arrays[f"target.{name}"])
 
     def bytes_per_atom(self) -> float:
-        """Size of the store per atom (see :func:`contrast.data.store.bytes_per_atom`)."""
+        """Size of the store per atom (see :func:`contrast.data.store.arrays.bytes_per_atom`)."""
         return bytes_per_atom(self.arrays)
 
     def report(self) -> dict[str, Any]:
@@ -218,7 +221,7 @@ def load_dataset(
         views: the items feed views that rebuild their neighbour lists (contrastive pretraining): with the
             structure store, items then come without ``edge_index`` / ``cell_shift``.
         workers: processes building a new cache (default: the available CPUs, at most 8).
-        shard_size: structures per shard of a new cache (see :mod:`contrast.data.shards`).
+        shard_size: structures per shard of a new cache (see :mod:`contrast.data.store.shards`).
         **reader_options: ``format`` for files, ``cif_column`` / ``id_column`` for CSVs, ``num_structures`` /
             ``seed`` for ``"emt"``.
 
@@ -240,54 +243,68 @@ def load_dataset(
         meta["isolated_counted"] = store == "graph"
         dataset = CrystalDataset(arrays, meta, cutoff=cutoff, edges=edges)
     else:
-        key_settings = {
-            "source": name,
-            "kind": spec.kind,
-            "options": spec.options,
-            "targets": targets,
-            # the structure store searches the full cutoff only to refuse atoms without neighbours
-            "cutoff": float(cutoff) if store == "graph" or require_neighbours else None,
-            "on_error": on_error,
-            "max_structures": max_structures,
-            "require_neighbours": require_neighbours,
-            "store": store,
-        }
-        root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
-        folder = root / entry_name(name, cache_key(spec.read_files(), key_settings))
+        folder = _cache_folder(spec, name, settings, max_structures, cache_dir)
         if not (folder / "meta.json").exists():
             with build_lock(folder):  # another process (a DDP rank) may be building it right now
                 if not (folder / "meta.json").exists():
                     build_store(spec, folder, settings, name, max_structures, workers, shard_size)
         else:
             log.info("loading cached dataset %s", folder)
-        meta = json.loads((folder / "meta.json").read_text())
-        report = folder / REPORT_NAME
-        dataset = CrystalDataset(
-            load_store(str(folder)),
-            meta,
-            str(folder),
-            str(report) if report.exists() else None,
-            cutoff=cutoff,
-            edges=edges,
-        )
-        if meta["skipped"]:
-            log.warning(
-                "%d entries of %s were skipped as bad input; see %s", len(meta["skipped"]), name, report
-            )
-    if dataset.isolated:
-        first = ", ".join(record["id"] for record in dataset.isolated[:5])
-        log.warning(
-            "%d of %d structures of %s have atoms without a neighbour within the cutoff of %g Å (first: %s); "
-            "they are kept and such an atom keeps its own embedding (require_neighbours=True refuses them)",
-            len(dataset.isolated),
-            len(dataset),
-            name,
-            float(cutoff),
-            first,
-        )
+        dataset = _open_store(folder, cutoff, edges, name)
+    _warn_isolated(dataset, name)
     if report_dir is not None and (on_error == "skip" or dataset.isolated):
         path = Path(report_dir) / REPORT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data_report(dataset._meta), indent=1))
         dataset.report_path = dataset.report_path or str(path)
     return dataset
+
+
+def _cache_folder(spec, name: str, settings: BuildSettings, max_structures: int | None, cache_dir) -> Path:
+    """The cache entry of a file source: keyed by every file it reads and every setting that shapes it."""
+    key_settings = {
+        "source": name,
+        "kind": spec.kind,
+        "options": spec.options,
+        "targets": list(settings.targets),
+        # the structure store searches the full cutoff only to refuse atoms without neighbours
+        "cutoff": settings.cutoff if settings.store == "graph" or settings.require_neighbours else None,
+        "on_error": settings.on_error,
+        "max_structures": max_structures,
+        "require_neighbours": settings.require_neighbours,
+        "store": settings.store,
+    }
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
+    return root / entry_name(name, cache_key(spec.read_files(), key_settings))
+
+
+def _open_store(folder: Path, cutoff: float, edges: bool, name: str) -> CrystalDataset:
+    """The dataset of a built cache entry (memory-mapped), with a warning when entries were skipped."""
+    meta = json.loads((folder / "meta.json").read_text())
+    report = folder / REPORT_NAME
+    dataset = CrystalDataset(
+        load_store(str(folder)),
+        meta,
+        str(folder),
+        str(report) if report.exists() else None,
+        cutoff=cutoff,
+        edges=edges,
+    )
+    if meta["skipped"]:
+        log.warning("%d entries of %s were skipped as bad input; see %s", len(meta["skipped"]), name, report)
+    return dataset
+
+
+def _warn_isolated(dataset: CrystalDataset, name: str) -> None:
+    if not dataset.isolated:
+        return
+    first = ", ".join(record["id"] for record in dataset.isolated[:5])
+    log.warning(
+        "%d of %d structures of %s have atoms without a neighbour within the cutoff of %g Å (first: %s); "
+        "they are kept and such an atom keeps its own embedding (require_neighbours=True refuses them)",
+        len(dataset.isolated),
+        len(dataset),
+        name,
+        float(dataset.cutoff),
+        first,
+    )

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from contrast.data.composition import atomic_numbers
-from contrast.data.graph import CrystalArrays, StructureError, neighbour_list, to_arrays
+from contrast.graph.convert import CrystalArrays, StructureError, neighbour_list, to_arrays
 
 __all__ = [
     "StructureFingerprint",
@@ -105,7 +105,7 @@ def structure_fingerprint(structure: Any, symprec: float = 0.1) -> StructureFing
     """Fingerprint a pymatgen ``Structure`` or ``ase.Atoms``.
 
     Raises:
-        StructureError: the structure is not a valid crystal (see :func:`contrast.data.graph.to_arrays`).
+        StructureError: the structure is not a valid crystal (see :func:`contrast.graph.convert.to_arrays`).
     """
     import spglib
     from pymatgen.core import Composition, Element

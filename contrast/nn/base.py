@@ -68,8 +68,8 @@ class EdgeBlocks:
 
     Message passing makes several [E, D] tensors per layer. On the CPU, glibc's ``malloc`` serves every
     allocation above 32 MB with fresh ``mmap`` pages and returns them on free, so each such tensor pays the
-    kernel's page faults again on every step; that cost, not arithmetic, made a 16k-atom cell about 2x slower
-    per atom than an 864-atom one. Blocks of ``block_size`` edges keep those tensors to a few MB, which
+    kernel's page faults again on every step, a cost that grows with the cell rather than with the
+    arithmetic. Blocks of ``block_size`` edges keep those tensors to a few MB, which
     ``malloc`` reuses. On a GPU the caching allocator has no such cost and kernel launches dominate, so one
     block holds every edge.
 

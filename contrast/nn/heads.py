@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from contrast.data.composition import element_counts
-from contrast.data.graph import MAX_Z
+from contrast.graph.convert import MAX_Z
 from contrast.nn.base import CrystalEncoder
 from contrast.nn.geometry import graph_index
 

@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from contrast.data.graph import MAX_Z
+from contrast.graph.convert import MAX_Z
 from contrast.nn.base import CrystalEncoder, EdgeBlocks, check_pooling, check_readout_layers
 from contrast.nn.geometry import gaussian_rbf
 

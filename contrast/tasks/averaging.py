@@ -36,3 +36,13 @@ def check_decay(ema_decay: float | None) -> None:
     """A clear error for a decay outside [0, 1)."""
     if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1) or null, got {ema_decay}")
+
+
+def add_online_copy(task: nn.Module, online: nn.Module, averaged: Iterable[nn.Module]) -> None:
+    """Give ``task`` the weights the optimiser trains, ``task.online``, beside the ``averaged`` modules
+    (validated, tested and published), which stop taking gradients, and the ``ema_updates`` counter that is
+    saved with the checkpoint. ``online`` is a copy of the averaged modules made before training."""
+    task.online = online
+    for module in averaged:
+        module.requires_grad_(False)
+    task.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))

@@ -125,3 +125,26 @@ class RestoreBest(pl.Callback):
         self.best_value = state_dict.get("best_value")
         self.best_epoch = state_dict.get("best_epoch")
         self.best_state = state_dict.get("best_state")
+
+
+class FinalCheckpoint(pl.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` always holds the weights training ended with.
+
+    Lightning writes ``last.ckpt`` after a validation or an epoch; a run stopped by ``max_steps`` or
+    ``max_time`` between two of them would keep the earlier weights (a 1,200-step run with validation every
+    500 steps saved step 1,000). At the end of training this writes ``last.ckpt`` again when steps were taken
+    since it was last written. It runs before any callback restores the best weights (``on_fit_end``), so
+    ``last.ckpt`` stays the state to resume from.
+    """
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        # The plain ModelCheckpoint's key, so that checkpoints written before this class existed resume with
+        # their checkpointing state (else last.ckpt would be written as last-v1.ckpt).
+        return f"ModelCheckpoint{kwargs!r}"
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if not self.save_last or trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -19,6 +19,7 @@ from contrast.losses.contrastive import MIN_BATCH
 from contrast.losses.pretext import denoising_loss, masked_species_loss
 from contrast.nn.pretext import DisplacementHead, SpeciesHead
 from contrast.tasks.base import TaskModule, build, plain
+from contrast.tasks.starts import run_arguments
 
 DEFAULT_OBJECTIVES = {
     "contrastive": 1.0,
@@ -200,8 +201,7 @@ class ContrastiveTask(TaskModule):
         from hydra.utils import instantiate
         from omegaconf import OmegaConf, open_dict
 
-        task_cfg = plain(cfg.task)
-        task_cfg.pop("_target_")
+        task_cfg, _ = run_arguments(cfg)  # pretraining starts fresh
         objectives = plain(cfg.objectives) if cfg.get("objectives") is not None else None
         module = cls(encoder=plain(cfg.encoder), loss=plain(cfg.loss), objectives=objectives, **task_cfg)
         if OmegaConf.select(cfg, "data.cutoff") is None:  # null: the encoder's own, for the views too

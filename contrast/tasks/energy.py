@@ -11,16 +11,11 @@ from torch import Tensor, nn
 
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
-from contrast.tasks.averaging import check_decay, ema_step
-from contrast.tasks.base import (
-    TaskModule,
-    build,
-    layer_decay_groups,
-    load_encoder_weights,
-    plain,
-    pretrained_encoder,
-)
+from contrast.tasks.averaging import add_online_copy, check_decay, ema_step
+from contrast.tasks.base import TaskModule, build
 from contrast.tasks.callbacks import RestoreBest
+from contrast.tasks.schedules import layer_decay_groups
+from contrast.tasks.starts import load_encoder_weights, run_arguments, starting_encoder
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +36,7 @@ class EnergyTask(TaskModule):
             set.
         energy_scale: what sets the head's per-atom scale: ``energy`` (the std of the residual energy per
             atom after the references) or ``forces`` (the RMS force component of the training set, eV/Å
-            times 1 Å). ``energy`` was as good or better in both comparisons so far (BENCHMARKS.md, "Energy
-            head on mlearn").
+            times 1 Å); the comparison is in BENCHMARKS.md, "Energy head on mlearn".
         restore_best: after fitting, restore the weights of the validation with the lowest ``val_loss``
             (the test split, the saved ``best.ckpt`` and the report use them).
         ema_decay: decay of an exponential moving average of the weights (warmed up as
@@ -75,11 +69,8 @@ class EnergyTask(TaskModule):
         encoder_module = build(encoder)
         head_module = EnergyHead(in_dim=encoder_module.feature_dim, **(head or {}))
         self.model = EnergyModel(encoder_module, head_module)
-        if ema_decay is not None:
-            # The optimiser trains `online`; `model` holds the average (evaluated and published).
-            self.online = copy.deepcopy(self.model)
-            self.model.requires_grad_(False)
-            self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        if ema_decay is not None:  # the optimiser trains `online`; `model` holds the average
+            add_online_copy(self, copy.deepcopy(self.model), [self.model])
         self.loss_weights = {"energy": 1.0, "forces": 10.0, "stress": 0.0, **(loss_weights or {})}
         self.optimizer_config = optimizer
         self.scheduler_config = scheduler
@@ -184,12 +175,8 @@ class EnergyTask(TaskModule):
     @classmethod
     def run_setup(cls, cfg) -> tuple[EnergyTask, dict]:
         """Build from a run config, starting from ``task.checkpoint``'s encoder when given."""
-        task_cfg = plain(cfg.task)
-        task_cfg.pop("_target_")
-        checkpoint_path = task_cfg.pop("checkpoint", None)
-        encoder_cfg, weights = plain(cfg.encoder), None
-        if checkpoint_path:
-            encoder_cfg, weights = pretrained_encoder(checkpoint_path)
+        task_cfg, checkpoint_path = run_arguments(cfg)
+        encoder_cfg, weights = starting_encoder(cfg, checkpoint_path)
         module = cls(encoder=encoder_cfg, **task_cfg)
         if weights is not None:
             module.start_from(weights, checkpoint_path)

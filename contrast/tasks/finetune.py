@@ -18,27 +18,25 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 from torch_geometric.utils import scatter
 
 from contrast.nn.geometry import graph_index
 from contrast.nn.heads import PropertyHead
-from contrast.tasks.averaging import check_decay, ema_step
-from contrast.tasks.base import (
-    TaskModule,
-    build,
-    graph_targets,
-    layer_decay_groups,
-    load_encoder_weights,
-    plain,
-    pretrained_encoder,
+from contrast.tasks.averaging import add_online_copy, check_decay, ema_step
+from contrast.tasks.base import build, plain
+from contrast.tasks.callbacks import RestoreBest
+from contrast.tasks.schedules import layer_decay_groups
+from contrast.tasks.starts import load_encoder_weights, run_arguments, starting_encoder
+from contrast.tasks.supervised import (
+    SupervisedTask,
+    check_kind,
+    output_width,
     require_test_split,
     standardise_targets,
 )
-from contrast.tasks.callbacks import RestoreBest
 
 
-class FinetuneTask(TaskModule):
+class FinetuneTask(SupervisedTask):
     """An encoder and a :class:`PropertyHead` trained end to end on graph-level targets.
 
     Regression targets are standardised with the training split's mean and std (buffers saved with the model)
@@ -93,18 +91,13 @@ class FinetuneTask(TaskModule):
         self.save_hyperparameters()
         self.encoder = build(encoder)
         in_dim = self.encoder.embedding_dim if readout == "mean" else self.encoder.feature_dim
-        out_dim = num_classes if kind == "classification" else len(targets)
-        self.head = PropertyHead(in_dim=in_dim, out_dim=out_dim, **(head or {}))
-        if ema_decay is not None:
-            # The optimiser trains `online`; `encoder`/`head` hold the average (evaluated and published).
-            self.online = nn.ModuleDict(
-                {"encoder": copy.deepcopy(self.encoder), "head": copy.deepcopy(self.head)}
-            )
-            self.encoder.requires_grad_(False)
-            self.head.requires_grad_(False)
-            self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
-        self.register_buffer("target_mean", torch.zeros(len(targets)))
-        self.register_buffer("target_std", torch.ones(len(targets)))
+        self.head = PropertyHead(
+            in_dim=in_dim, out_dim=output_width(targets, kind, num_classes), **(head or {})
+        )
+        if ema_decay is not None:  # the optimiser trains `online`; `encoder`/`head` hold the average
+            online = nn.ModuleDict({"encoder": copy.deepcopy(self.encoder), "head": copy.deepcopy(self.head)})
+            add_online_copy(self, online, [self.encoder, self.head])
+        self.add_target_buffers(targets)
         self.optimizer_config = optimizer
         self.scheduler_config = scheduler
         self.encoder_frozen = False
@@ -192,10 +185,6 @@ class FinetuneTask(TaskModule):
         return callbacks
 
     # -- data --
-    def targets_of(self, batch) -> Tensor:
-        """Targets [B, T] stacked in the order of ``targets``."""
-        return graph_targets(batch, self.hparams.targets)
-
     def setup(self, stage: str) -> None:
         if stage != "fit":
             return
@@ -238,42 +227,27 @@ class FinetuneTask(TaskModule):
         training = stage == "train"
         encoder, head = (self.trained_encoder, self.trained_head) if training else (self.encoder, self.head)
         y = self.targets_of(batch)  # [B, T]
-        out = self._outputs(batch, encoder, head)
-        options = {"batch_size": len(y), "on_epoch": True, "sync_dist": not training}
+        out = self._outputs(batch, encoder, head)  # [B, T] standardised, or logits [B, C]
         if self.hparams.kind == "classification":
-            labels = y.view(-1).long()
-            loss = F.cross_entropy(out, labels)
-            self.log(f"{stage}/accuracy", (out.argmax(1) == labels).float().mean(), **options)
-        else:
-            per_atom = self._atoms(batch) if self.hparams.readout == "sum" else 1
-            loss = F.mse_loss(out, (y / per_atom - self.target_mean) / self.target_std)
-            mae = (self.to_units(out, batch) - y).abs().mean(0)  # [T]
-            self.log(f"{stage}/mae", mae.mean(), **options)
-            if len(mae) > 1:
-                for name, value in zip(self.hparams.targets, mae):
-                    self.log(f"{stage}/mae_{name}", value, **options)
-        self.log(f"{stage}_loss", loss, prog_bar=True, **options)
-        return loss
+            return self.supervised_loss(out, y, stage)
+        per_atom = self._atoms(batch) if self.hparams.readout == "sum" else 1
+        return self.supervised_loss(out, y, stage, self.to_units(out, batch), per_atom)
 
     # -- a run --
     @classmethod
     def run_setup(cls, cfg) -> tuple[FinetuneTask, dict]:
         """Build from a run config: ``task.checkpoint`` (a file or a shipped name) or, when null, a fresh
         encoder of ``cfg.encoder`` initialised with ``task.seed``."""
-        task_cfg = plain(cfg.task)
-        task_cfg.pop("_target_")
-        checkpoint = task_cfg.pop("checkpoint", None)
+        task_cfg, checkpoint = run_arguments(cfg)
         targets = list(cfg.data.targets or [])
         if not targets:
             raise ValueError("task=finetune needs data.targets=[name,...] (the properties to fine-tune on)")
-        encoder_cfg, weights = plain(cfg.encoder), None
-        if checkpoint:
-            encoder_cfg, weights = pretrained_encoder(str(checkpoint))
+        encoder_cfg, weights = starting_encoder(cfg, checkpoint)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(task_cfg.get("seed", 0)))
             module = cls(encoder=encoder_cfg, targets=targets, **task_cfg)
         if weights is not None:
-            module.start_from(weights, str(checkpoint))
+            module.start_from(weights, checkpoint)
         return module, {}
 
     def after_fit(self, trainer: pl.Trainer, datamodule, metrics, output_dir: Path) -> None:
@@ -293,8 +267,7 @@ def _check_options(
     """Clear errors for options that cannot work together."""
     if not targets:
         raise ValueError("FinetuneTask needs at least one target")
-    if kind not in ("regression", "classification"):
-        raise ValueError(f"finetune kind must be 'regression' or 'classification', not {kind!r}")
+    check_kind(kind, targets, "finetune")
     if readout not in ("mean", "sum"):
         raise ValueError(f"finetune readout must be 'mean' (intensive) or 'sum' (extensive), not {readout!r}")
     if kind == "classification" and (len(targets) != 1 or readout != "mean"):

@@ -20,8 +20,13 @@ def finetune_report(module: pl.LightningModule, datamodule, output_dir: Path) ->
         ``{"finetune": {"split": ..., target: metrics + ratio to the best composition baseline},
         "baselines": composition_report(...)}``.
     """
-    from contrast.probes import classification_metrics, confusion_matrix_plot, parity_plot, regression_metrics
-    from contrast.probes.report import composition_report, graph_labels
+    from contrast.evaluation.probes import (
+        classification_metrics,
+        confusion_matrix_plot,
+        parity_plot,
+        regression_metrics,
+    )
+    from contrast.evaluation.probes.report import composition_report, graph_labels
 
     hp = module.hparams
     train = [datamodule.train_set[i] for i in range(len(datamodule.train_set))]  # read each graph once

@@ -1,6 +1,7 @@
 """Frozen-embedding probes: an MLP head trained by Lightning (this module), then the probe report.
 
-After fitting, :func:`contrast.probes.report.probe_report` fits ridge/logistic, kNN and MLP probes on the
+After fitting, :func:`contrast.evaluation.probes.report.probe_report` fits ridge/logistic, kNN and MLP probes
+on the
 embeddings and, on the same split, on a freshly initialised encoder of the same architecture, element
 fractions and element-property statistics. A number without its baselines is not a result.
 """
@@ -13,16 +14,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from contrast.nn.heads import PropertyHead
-from contrast.tasks.base import (
-    TaskModule,
-    build,
-    graph_targets,
-    load_encoder_weights,
-    plain,
-    pretrained_encoder,
+from contrast.tasks.base import build
+from contrast.tasks.starts import load_encoder_weights, run_arguments, starting_encoder
+from contrast.tasks.supervised import (
+    SupervisedTask,
+    check_kind,
+    output_width,
     require_test_split,
     standardise_targets,
 )
@@ -30,7 +29,7 @@ from contrast.tasks.base import (
 log = logging.getLogger(__name__)
 
 
-class ProbeTask(TaskModule):
+class ProbeTask(SupervisedTask):
     """An MLP probe on the embeddings of a frozen encoder.
 
     Args:
@@ -58,16 +57,12 @@ class ProbeTask(TaskModule):
         task: str = "probe",
     ):
         super().__init__()
-        if kind not in ("regression", "classification"):
-            raise ValueError(f"probe kind must be 'regression' or 'classification', not {kind!r}")
-        if kind == "classification" and len(targets) != 1:
-            raise ValueError("a classification probe takes exactly one target")
+        check_kind(kind, targets, "probe")
         self.save_hyperparameters()
         self.encoder = build(encoder).eval().requires_grad_(False)
-        out_dim = num_classes if kind == "classification" else len(targets)
+        out_dim = output_width(targets, kind, num_classes)
         self.head = PropertyHead(in_dim=self.encoder.embedding_dim, out_dim=out_dim, **(head or {}))
-        self.register_buffer("target_mean", torch.zeros(len(targets)))
-        self.register_buffer("target_std", torch.ones(len(targets)))
+        self.add_target_buffers(targets)
         self.optimizer_config = optimizer
         self.scheduler_config = scheduler
         self._embedding_cache: dict[int, Tensor] = {}
@@ -90,10 +85,6 @@ class ProbeTask(TaskModule):
                 self._embedding_cache[i] = row
         return out
 
-    def targets_of(self, batch) -> Tensor:
-        """Targets [B, T] stacked in the order of ``targets``."""
-        return graph_targets(batch, self.hparams.targets)
-
     def setup(self, stage: str) -> None:
         if stage != "fit":
             return
@@ -114,21 +105,9 @@ class ProbeTask(TaskModule):
 
     def _step(self, batch, stage: str) -> Tensor:
         y = self.targets_of(batch)  # [B, T]
-        out = self.head(self.embeddings(batch))
-        if self.hparams.kind == "regression":
-            loss = F.mse_loss(out, (y - self.target_mean) / self.target_std)
-            mae = ((out * self.target_std + self.target_mean) - y).abs().mean()
-            self.log(f"{stage}/mae", mae, batch_size=len(y), on_epoch=True, sync_dist=stage != "train")
-        else:
-            loss = F.cross_entropy(out, y.view(-1).long())
-            accuracy = (out.argmax(1) == y.view(-1).long()).float().mean()
-            self.log(
-                f"{stage}/accuracy", accuracy, batch_size=len(y), on_epoch=True, sync_dist=stage != "train"
-            )
-        self.log(
-            f"{stage}_loss", loss, batch_size=len(y), on_epoch=True, prog_bar=True, sync_dist=stage != "train"
-        )
-        return loss
+        out = self.head(self.embeddings(batch))  # [B, T] standardised, or logits [B, C]
+        predictions = out * self.target_std + self.target_mean if self.hparams.kind == "regression" else None
+        return self.supervised_loss(out, y, stage, predictions)
 
     def parameter_groups(self):
         return list(self.head.parameters())
@@ -136,15 +115,13 @@ class ProbeTask(TaskModule):
     @classmethod
     def run_setup(cls, cfg) -> tuple[ProbeTask, dict]:
         """Build from a run config: the encoder and its weights come from ``task.checkpoint``."""
-        task_cfg = plain(cfg.task)
-        task_cfg.pop("_target_")
-        checkpoint_path = task_cfg.pop("checkpoint", None)
+        task_cfg, checkpoint_path = run_arguments(cfg)
         targets = list(cfg.data.targets or [])
         if not checkpoint_path:
             raise ValueError("task=probe needs task.checkpoint=PATH (a pretrained checkpoint)")
         if not targets:
             raise ValueError("task=probe needs data.targets=[name,...] (the properties to probe)")
-        encoder_cfg, weights = pretrained_encoder(checkpoint_path)
+        encoder_cfg, weights = starting_encoder(cfg, checkpoint_path)
         module = cls(encoder=encoder_cfg, targets=targets, **task_cfg)
         load_encoder_weights(module.encoder, weights, checkpoint_path)
         return module, {}
@@ -154,7 +131,7 @@ class ProbeTask(TaskModule):
         """Write the probe report (scored on the test split) into the run's metrics."""
         if not trainer.is_global_zero:
             return
-        from contrast.probes.report import probe_report
+        from contrast.evaluation.probes.report import probe_report
 
         require_test_split(datamodule, "probe")
         train_set, test_set = datamodule.train_set, datamodule.test_set

@@ -142,7 +142,7 @@ def test_checkpointing_state_keeps_lightnings_key():
     # Checkpoints written by a plain ModelCheckpoint must resume with their state (last_model_path, best).
     import pytorch_lightning as pl
 
-    from contrast.train import FinalCheckpoint
+    from contrast.cli.train import FinalCheckpoint
 
     kwargs = {"save_last": True, "save_top_k": 1}
     assert FinalCheckpoint(**kwargs).state_key == pl.callbacks.ModelCheckpoint(**kwargs).state_key

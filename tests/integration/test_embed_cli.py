@@ -16,7 +16,7 @@ from ase.build import bulk
 from ase.io import write
 
 import contrast
-from contrast.export import embed_file, parse_shard, resolve_device, shard_rows
+from contrast.embeddings.export import embed_file, parse_shard, resolve_device, shard_rows
 
 REPO = Path(__file__).resolve().parents[2]
 ENCODER = {"_target_": "contrast.nn.painn.PaiNN", "hidden_dim": 8, "num_layers": 2, "cutoff": 4.0}
@@ -25,7 +25,7 @@ METALS = [("Cu", 3.6), ("Al", 4.05), ("Ni", 3.52), ("Ag", 4.09), ("Au", 4.08), (
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from contrast.checkpoint import build_from_config
+    from contrast.pretrained.checkpoint import build_from_config
 
     torch.manual_seed(0)
     encoder = build_from_config(ENCODER)
@@ -175,7 +175,7 @@ def test_embed_stays_the_function_after_the_cli_module_is_imported(tmp_path):
         "import contrast, contrast.export, contrast.__main__\n"
         "from ase.build import bulk\n"
         "from contrast.nn.schnet import SchNet\n"
-        "assert callable(contrast.embed) and contrast.embed.__module__ == 'contrast.pretrained'\n"
+        "assert callable(contrast.embed) and contrast.embed.__module__ == 'contrast.pretrained.loading'\n"
         "print(tuple(contrast.embed(SchNet(hidden_dim=8, num_layers=1), [bulk('Cu')]).shape))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True)

@@ -14,12 +14,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import contrast
-from contrast.data.emt import emt_structures
+from contrast.data.io.emt import emt_structures
 from contrast.data.splits import composition_split
-from contrast.evaluate import evaluate
-from contrast.probes.report import probe_report
-from contrast.suite import SuiteData, parse_suite
-from tests.checkpoints import untrained_checkpoint
+from contrast.evaluation.probes.report import probe_report
+from contrast.evaluation.runner import evaluate
+from contrast.evaluation.suite import SuiteData, parse_suite
 from tests.integration.cli import REPO, environment
 
 ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0}
@@ -61,7 +60,7 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(untrained_checkpoint, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
     untrained_checkpoint(path, ENCODER)
     return path

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from contrast.data.emt import emt_structures
-from tests.checkpoints import untrained_checkpoint
+from contrast.data.io.emt import emt_structures
 from tests.integration.cli import REPO
 
 ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0}
@@ -38,7 +37,7 @@ def test_nested_fractions_are_nested_seeded_and_at_least_two():
 
 
 @pytest.mark.slow
-def test_label_efficiency_runs_both_starts_on_the_suite_split(tmp_path):
+def test_label_efficiency_runs_both_starts_on_the_suite_split(untrained_checkpoint, tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     structures = emt_structures(40, seed=3)

@@ -42,7 +42,7 @@ def test_an_old_embedding_file_reads():
 
 
 def test_an_old_training_checkpoint_resumes(tmp_path):
-    from contrast.train import run_training
+    from contrast.cli.train import run_training
 
     overrides = [
         "experiment=smoke",

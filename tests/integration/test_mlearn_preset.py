@@ -12,7 +12,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
 import contrast
-from contrast.data.emt import emt_structures
+from contrast.data.io.emt import emt_structures
 from contrast.data.splits import load_split
 
 

@@ -11,7 +11,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
 from contrast import CONFIG_DIR
-from contrast.train import run_training
+from contrast.cli.train import run_training
 
 
 def structures_csv(path, n: int = 24) -> None:
@@ -42,13 +42,12 @@ def test_train_takes_cif_and_id_columns(tmp_path):
     assert sorted(ids["train"] + ids["val"]) == sorted(f"x{k}" for k in range(24))
 
 
-def test_export_takes_cif_and_id_columns(tmp_path):
-    from contrast.export import _run
+def test_export_takes_cif_and_id_columns(untrained_checkpoint, tmp_path):
+    from contrast.cli.embed import _run
 
     path = tmp_path / "table.csv"
     structures_csv(path)
     checkpoint = tmp_path / "enc.ckpt"
-    from tests.checkpoints import untrained_checkpoint
 
     untrained_checkpoint(
         checkpoint, {"_target_": "contrast.nn.painn.PaiNN", "hidden_dim": 8, "num_layers": 1}

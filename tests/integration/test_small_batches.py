@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
+from contrast.cli.train import run_training
 from contrast.data.datamodule import CrystalDataModule
 from contrast.losses import barlow_twins, info_nce, vicreg
-from contrast.train import run_training
 
 
 @pytest.mark.parametrize("loss", [info_nce, barlow_twins, vicreg])

@@ -14,11 +14,10 @@ from torch_geometric.data import Batch
 
 import contrast
 from contrast.data.datamodule import CrystalDataModule
-from contrast.data.emt import emt_structures
+from contrast.data.io.emt import emt_structures
 from contrast.nn.forces import energy_forces_stress
 from contrast.tasks.energy import EnergyTask
 from contrast.tasks.probe import ProbeTask
-from tests.trainers import quiet_trainer
 
 CUTOFF = 4.0
 ENCODER = {
@@ -46,7 +45,7 @@ def _emt(tmp_path, targets, fractions=(0.8, 0.1, 0.1)) -> CrystalDataModule:
 
 
 @pytest.mark.slow
-def test_probe_report_equals_scikit_learn_on_the_same_features(tmp_path):
+def test_probe_report_equals_scikit_learn_on_the_same_features(quiet_trainer, tmp_path):
     pl.seed_everything(0)
     module = ProbeTask(encoder=ENCODER, targets=["energy"], optimizer=OPTIMIZER, head={"hidden_dim": 8})
     datamodule = _emt(tmp_path, ["energy"])
@@ -76,7 +75,7 @@ def test_probe_report_equals_scikit_learn_on_the_same_features(tmp_path):
 
 
 @pytest.mark.slow
-def test_probe_report_refuses_an_empty_test_split(tmp_path):
+def test_probe_report_refuses_an_empty_test_split(quiet_trainer, tmp_path):
     module = ProbeTask(encoder=ENCODER, targets=["energy"], optimizer=OPTIMIZER, head={"hidden_dim": 8})
     datamodule = _emt(tmp_path, ["energy"], fractions=(0.9, 0.1, 0.0))
     with pytest.raises(ValueError, match="the test split is empty"):  # before any training
@@ -86,8 +85,8 @@ def test_probe_report_refuses_an_empty_test_split(tmp_path):
 
 
 def test_probe_classification_metrics_survive_a_class_missing_from_the_test_split():
-    from contrast.probes.report import REPORT_PROBES
-    from contrast.probes.suite import run_probes
+    from contrast.evaluation.probes.report import REPORT_PROBES
+    from contrast.evaluation.probes.run import run_probes
 
     rng = np.random.default_rng(0)
     x_train = rng.normal(size=(60, 4))
@@ -101,7 +100,7 @@ def test_probe_classification_metrics_survive_a_class_missing_from_the_test_spli
 
 
 @pytest.mark.slow
-def test_energy_head_learns_emt_energies_and_forces(tmp_path):
+def test_energy_head_learns_emt_energies_and_forces(quiet_trainer, tmp_path):
     """Trained on 96 EMT copper cells (strained, rattled, vacancies), scored on 12 held-out ones."""
     pl.seed_everything(0)
     datamodule = CrystalDataModule(

@@ -46,7 +46,7 @@ def test_wheel_installs_and_runs_from_another_folder(tmp_path):
     (wheel,) = wheels.glob("contrast-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "contrast/conf/train.yaml" in names and "contrast/conf/experiment/smoke.yaml" in names
-    assert any(name.startswith("contrast/models/") and name.endswith(".pt") for name in names)
+    assert any(name.startswith("contrast/pretrained/models/") and name.endswith(".pt") for name in names)
     _run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
         tmp_path,

@@ -10,7 +10,7 @@ from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 
 import contrast
-from contrast.data.graph import MAX_Z, StructureError
+from contrast.graph.convert import MAX_Z, StructureError
 from contrast.nn.painn import PaiNN
 
 
@@ -62,8 +62,8 @@ def test_embed_and_neighbours_take_one_structure(encoder):
 
 
 def test_the_calculator_names_an_element_it_cannot_embed():
-    from contrast.calculator import ContrastCalculator
     from contrast.nn.heads import EnergyHead, EnergyModel
+    from contrast.pretrained.calculator import ContrastCalculator
 
     torch.manual_seed(0)
     encoder = PaiNN(hidden_dim=8, num_layers=1, num_rbf=4, cutoff=4.0)

@@ -1,4 +1,6 @@
-"""Imports between ``contrast`` modules flow one way (data -> augment -> nn -> losses -> tasks), no cycles.
+"""Imports between ``contrast`` packages flow one way, with no cycles:
+graph -> data -> augment -> nn -> testing -> losses -> pretrained -> embeddings -> evaluation -> tasks -> cli
+(a package imports only those to its left); pretrained/ and embeddings/ never import Lightning or Hydra.
 
 Every module is parsed with ``ast``, so imports inside functions count as well. An edge to a package means
 an edge to its ``__init__`` (which re-exports its modules), and importing ``contrast.x.y`` also counts as an
@@ -15,12 +17,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "contrast"
 
-# layer -> the layers its modules must never import
+# Packages (and top-level modules) from the bottom up: each may import only itself and those before it.
+LAYERS = (
+    ("graph",),
+    ("data",),
+    ("augment",),
+    ("nn",),
+    ("testing",),
+    ("losses",),
+    ("pretrained",),
+    ("embeddings",),
+    ("evaluation",),
+    ("tasks",),
+    ("cli", "train", "evaluate", "export", "__main__"),  # the commands and their `python -m` modules
+)
 FORBIDDEN = {
-    "contrast.data": ("augment", "nn", "losses", "tasks", "probes", "train"),
-    "contrast.augment": ("nn", "losses", "tasks", "probes", "train"),
-    "contrast.nn": ("losses", "tasks", "probes", "train"),
+    f"contrast.{name}": tuple(above for later in LAYERS[level + 1 :] for above in later)
+    for level, names in enumerate(LAYERS)
+    for name in names
 }
+LIGHT = ("contrast.pretrained", "contrast.embeddings")  # importable without Lightning or Hydra
+HEAVY = ("pytorch_lightning", "lightning", "hydra", "omegaconf")
 
 
 def module_name(path: Path) -> str:
@@ -94,8 +111,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_graph_sees_function_level_imports(graph):
-    # contrast.data.readers imports contrast.data.extxyz inside a function only
-    assert "contrast.data.extxyz" in graph["contrast.data.readers"]
+    # contrast.data.io.readers imports contrast.data.io.extxyz inside a function only
+    assert "contrast.data.io.extxyz" in graph["contrast.data.io.readers"]
 
 
 def test_no_import_cycles(graph):
@@ -114,3 +131,23 @@ def test_layers_import_only_downstream(graph, layer):
         if any(target == f or target.startswith(f + ".") for f in forbidden)
     )
     assert not wrong, f"{layer} imports layers above it: {wrong}"
+
+
+def test_every_module_belongs_to_a_layer():
+    names = {name for layer in LAYERS for name in layer}
+    loose = sorted(m for m in all_modules() if m.count(".") >= 1 and m.split(".")[1] not in names)
+    assert not loose, f"modules outside the layers: {loose}"
+
+
+@pytest.mark.parametrize("package", LIGHT)
+def test_pretrained_and_embeddings_stay_light(package):
+    heavy = []
+    for name, path in all_modules().items():
+        if name != package and not name.startswith(package + "."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [node.module or ""]
+            heavy += [f"{name} -> {m}" for m in modules if m.split(".")[0] in HEAVY]
+    assert not heavy, f"{package} imports Lightning or Hydra: {heavy}"

@@ -23,7 +23,7 @@ def make_sample(source: str | Path, out: str | Path, size: int = 300, seed: int 
     from ase import Atoms
     from ase.io import read, write
 
-    from contrast.data.extxyz import scan_frames
+    from contrast.data.io.extxyz import scan_frames
 
     with gzip.open(source, "rt") if str(source).endswith(".gz") else open(source) as handle:
         lines = handle.read().split("\n")  # decompress first: ASE seeks inside gzip streams slowly

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from contrast.data.graph import CrystalArrays, arrays_to_graph
+from contrast.graph.convert import CrystalArrays, arrays_to_graph
 
 CUTOFF = 4.0
 

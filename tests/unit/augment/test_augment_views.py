@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch_geometric.loader import DataLoader
 
+from contrast import CONFIG_DIR
 from contrast.augment import (
     AtomMask,
     OriginShift,
@@ -22,9 +22,9 @@ from contrast.augment import (
     ViewPipeline,
     view_seed,
 )
-from contrast.data.graph import StructureError
+from contrast.graph.convert import StructureError
 
-CONF = Path(__file__).resolve().parents[3] / "conf" / "augment"
+CONF = CONFIG_DIR / "augment"
 
 
 @pytest.fixture(scope="session")

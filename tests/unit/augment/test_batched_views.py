@@ -35,7 +35,7 @@ from contrast.augment.batched import (
     StructureItems,
     rebuild_edges,
 )
-from contrast.data.graph import CrystalArrays, StructureError, graph_edges
+from contrast.graph.convert import CrystalArrays, StructureError, graph_edges
 from contrast.nn.geometry import edge_vectors
 from contrast.nn.painn import PaiNN
 

@@ -17,8 +17,8 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
 import contrast
-from contrast.data import build as build_module
-from contrast.data.readers import resolve_source
+from contrast.data.io.readers import resolve_source
+from contrast.data.store import build as build_module
 
 
 def labelled_atoms(seed: int) -> Atoms:
@@ -76,7 +76,7 @@ def test_extxyz_plain_and_gzip(tmp_path, frames, extxyz_files):
 
 
 def test_fast_extxyz_matches_ase(extxyz_files):
-    from contrast.data.extxyz import read_extxyz_frames
+    from contrast.data.io.extxyz import read_extxyz_frames
 
     entries = read_extxyz_frames(open(extxyz_files[0]).read(), "x", "train")
     for entry, atoms in zip(entries, ase.io.read(extxyz_files[0], index=":")):
@@ -162,7 +162,7 @@ def test_pickle_reopens_memory_map(tmp_path, extxyz_files):
 
 
 def test_parallel_build_matches_serial(frames):
-    from contrast.data.readers import read_entries
+    from contrast.data.io.readers import read_entries
 
     entries = read_entries(resolve_source(frames * 3))
     serial, meta = build_module.build_arrays(entries, 4.0, ["forces"], workers=1)
@@ -177,7 +177,7 @@ def _die(*args):
 
 
 def test_a_dead_build_worker_is_an_error_not_a_hang(frames, monkeypatch):
-    from contrast.data.readers import read_entries
+    from contrast.data.io.readers import read_entries
 
     entries = read_entries(resolve_source(frames * 3))
     monkeypatch.setattr(build_module, "_build_range", _die)
@@ -197,7 +197,7 @@ def test_reduced_formula_matches_pymatgen():
 
 
 def test_emt_source(tmp_path):
-    emt = pytest.importorskip("contrast.data.emt")
+    emt = pytest.importorskip("contrast.data.io.emt")
     if not hasattr(emt, "emt_structures"):
         pytest.skip("EMT generator not available")
     ds = contrast.load_dataset(
@@ -220,7 +220,7 @@ def test_concurrent_loads_of_one_source_build_it_once(tmp_path):
     from ase.build import bulk
 
     import contrast
-    from contrast.data.cache import build_lock
+    from contrast.data.store.cache import build_lock
 
     path = tmp_path / "cells.extxyz"
     ase.io.write(path, [bulk("Cu", "fcc", a=3.6 + 0.01 * k) for k in range(12)], format="extxyz")

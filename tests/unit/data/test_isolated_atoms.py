@@ -15,7 +15,7 @@ from torch_geometric.data import Batch
 
 import contrast
 from contrast.data.datamodule import CrystalDataModule
-from contrast.data.graph import StructureError
+from contrast.graph.convert import StructureError
 from contrast.nn.cgcnn import CGCNN
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel

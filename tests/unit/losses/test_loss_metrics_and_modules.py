@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from contrast import CONFIG_DIR
 from contrast.losses import (
     BarlowTwinsLoss,
     InfoNCELoss,
@@ -25,7 +25,7 @@ from contrast.losses import (
     vicreg,
 )
 
-CONF = Path(__file__).resolve().parents[3] / "conf" / "loss"
+CONF = CONFIG_DIR / "loss"
 
 
 @pytest.fixture(scope="session")

@@ -112,7 +112,7 @@ RECORDED_FEATURES = {
 def test_features_equal_the_recorded_values(name):
     from ase.build import bulk
 
-    from contrast.data.graph import structure_to_graph
+    from contrast.graph.convert import structure_to_graph
     from tests.unit.nn.conftest import ENCODERS
 
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from contrast.data.graph import structure_to_graph
+from contrast.graph.convert import structure_to_graph
 from contrast.nn.base import check_pooling
 from contrast.testing import assert_invariant, assert_supercell_consistent
 from tests.unit.nn.conftest import ENCODERS

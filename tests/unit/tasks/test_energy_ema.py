@@ -8,13 +8,12 @@ import pytorch_lightning as pl
 import torch
 from torch_geometric.data import Batch
 
-from contrast.checkpoint import load_energy_model
 from contrast.data.datamodule import CrystalDataModule
-from contrast.data.emt import emt_structures
+from contrast.data.io.emt import emt_structures
 from contrast.nn.forces import energy_forces_stress
+from contrast.pretrained.checkpoint import energy_model_from_checkpoint
 from contrast.tasks.averaging import update_average, warm_decay
 from contrast.tasks.energy import EnergyTask
-from tests.trainers import quiet_trainer
 
 ENCODER = {
     "_target_": "contrast.nn.schnet.SchNet",
@@ -51,7 +50,7 @@ def test_one_update_moves_each_weight_by_one_minus_decay_and_copies_buffers():
         EnergyTask(encoder=ENCODER, optimizer=OPTIMIZER, ema_decay=1.0)
 
 
-def test_the_average_is_validated_saved_and_loaded_by_the_calculator(tmp_path):
+def test_the_average_is_validated_saved_and_loaded_by_the_calculator(quiet_trainer, tmp_path):
     pl.seed_everything(0)
     datamodule = CrystalDataModule(
         source=emt_structures(24, elements=["Cu"]),
@@ -80,7 +79,7 @@ def test_the_average_is_validated_saved_and_loaded_by_the_calculator(tmp_path):
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     checkpoint = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)
     assert any(key.startswith("online.") for key in checkpoint["state_dict"])
-    loaded = load_energy_model(checkpoint, source="last.ckpt")
+    loaded = energy_model_from_checkpoint(checkpoint, source="last.ckpt")
     for name, value in loaded.state_dict().items():
         torch.testing.assert_close(value, task.model.state_dict()[name])
     assert energy_mae(loaded) == pytest.approx(energy_mae(task.model), rel=1e-6)

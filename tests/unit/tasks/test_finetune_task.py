@@ -15,7 +15,6 @@ import contrast
 from contrast.data.datamodule import CrystalDataModule
 from contrast.tasks.finetune import FinetuneTask
 from contrast.tasks.finetune_report import predict
-from tests.trainers import quiet_trainer
 
 CUTOFF = 4.0
 ENCODER = {
@@ -75,7 +74,7 @@ def _same(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize(("target", "readout"), [("au_fraction", "mean"), ("au_count", "sum")])
-def test_finetuning_beats_the_train_mean(structures, target, readout):
+def test_finetuning_beats_the_train_mean(quiet_trainer, structures, target, readout):
     data = _data(structures, [target])
     module = _task([target], readout=readout)
     trainer = quiet_trainer(12)
@@ -90,7 +89,7 @@ def test_finetuning_beats_the_train_mean(structures, target, readout):
     assert mae < 0.25 * mean_mae, (mae, mean_mae)
 
 
-def test_every_layer_readout_feeds_the_head(structures):
+def test_every_layer_readout_feeds_the_head(quiet_trainer, structures):
     """With ``readout_layers=all`` the head reads the pooled features of every layer, and the task learns."""
     data = _data(structures, ["au_fraction"])
     module = _task(encoder={**ENCODER, "readout_layers": "all"})
@@ -168,7 +167,7 @@ class _Record(pl.Callback):
         self.states.append(_state(module.trained_encoder))
 
 
-def test_freeze_epochs_keeps_the_encoder_for_the_first_epoch(structures):
+def test_freeze_epochs_keeps_the_encoder_for_the_first_epoch(quiet_trainer, structures):
     record = _Record()
     # weight decay too: a frozen parameter has no gradient, and the optimiser skips it
     module = _task(freeze_epochs=1, optimizer={**OPTIMIZER, "weight_decay": 0.1})
@@ -184,7 +183,7 @@ def test_freeze_epochs_keeps_the_encoder_for_the_first_epoch(structures):
 
 
 @pytest.mark.parametrize("freeze_epochs", [1, 2])
-def test_a_resumed_run_restores_the_frozen_state(structures, tmp_path, freeze_epochs):
+def test_a_resumed_run_restores_the_frozen_state(quiet_trainer, structures, tmp_path, freeze_epochs):
     checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
     first = _task(freeze_epochs=freeze_epochs)
     quiet_trainer(1, [checkpoints], enable_checkpointing=True).fit(
@@ -199,7 +198,7 @@ def test_a_resumed_run_restores_the_frozen_state(structures, tmp_path, freeze_ep
     assert _same(saved, _state(resumed.trained_encoder)) == (freeze_epochs > 1)
 
 
-def test_ema_weights_are_evaluated_and_saved(structures, tmp_path):
+def test_ema_weights_are_evaluated_and_saved(quiet_trainer, structures, tmp_path):
     data = _data(structures, ["au_fraction"])
     checkpoints = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
     module = _task(ema_decay=0.9, restore_best=False)  # the last step's average, as saved in last.ckpt
@@ -258,11 +257,9 @@ def _cfg(checkpoint, targets=("au_fraction",), seed=0):
     )
 
 
-def test_run_setup_starts_from_a_shipped_encoder_by_name(tmp_path, monkeypatch):
-    import importlib.util
-    from pathlib import Path
+def test_run_setup_starts_from_a_shipped_encoder_by_name(ship_encoder_script, tmp_path, monkeypatch):
 
-    import contrast.pretrained as pretrained
+    import contrast.pretrained.loading as pretrained
 
     source = _task()
     with torch.no_grad():
@@ -270,12 +267,9 @@ def test_run_setup_starts_from_a_shipped_encoder_by_name(tmp_path, monkeypatch):
             p.add_(0.1)
     path = tmp_path / "source.ckpt"
     torch.save({"state_dict": source.state_dict(), "hyper_parameters": dict(source.hparams)}, path)
-    spec = importlib.util.spec_from_file_location(
-        "ship_encoder", Path(__file__).resolve().parents[3] / "benchmarks" / "ship_encoder.py"
+    ship_encoder_script.ship(
+        path, "tiny-finetune", {"data": "none", "recipe": "a test"}, out_dir=tmp_path / "models"
     )
-    ship_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship_module)
-    ship_module.ship(path, "tiny-finetune", {"data": "none", "recipe": "a test"}, out_dir=tmp_path / "models")
     monkeypatch.setattr(pretrained, "MODELS_DIR", tmp_path / "models")
     module, extra = FinetuneTask.run_setup(_cfg("tiny-finetune"))
     assert extra == {}
@@ -307,7 +301,7 @@ def test_bad_options_are_refused(options, match):
         _task(**options)
 
 
-def test_classification_learns_and_refuses_bad_labels(structures):
+def test_classification_learns_and_refuses_bad_labels(quiet_trainer, structures):
     data = _data(structures, ["rich"])
     module = _task(["rich"], kind="classification", num_classes=2)
     trainer = quiet_trainer(8)
@@ -320,7 +314,7 @@ def test_classification_learns_and_refuses_bad_labels(structures):
         )
 
 
-def test_early_stopping_ends_a_run_that_stops_improving(structures):
+def test_early_stopping_ends_a_run_that_stops_improving(quiet_trainer, structures):
     module = _task(optimizer={**OPTIMIZER, "lr": 0.0}, early_stopping={"monitor": "val_loss", "patience": 0})
     trainer = quiet_trainer(5)
     trainer.fit(module, datamodule=_data(structures, ["au_fraction"]))
@@ -328,7 +322,7 @@ def test_early_stopping_ends_a_run_that_stops_improving(structures):
 
 
 def test_composition_report_equals_the_probe_reports_baselines(structures):
-    from contrast.probes.report import composition_report, probe_report
+    from contrast.evaluation.probes.report import composition_report, probe_report
 
     dataset = contrast.load_dataset(structures[:24], cutoff=CUTOFF, targets=["au_count"])
     train, test = [dataset[i] for i in range(16)], [dataset[i] for i in range(16, 24)]
@@ -339,7 +333,7 @@ def test_composition_report_equals_the_probe_reports_baselines(structures):
     assert alone["au_count"] == {name: full["au_count"][name] for name in ("fractions", "statistics")}
 
 
-def test_the_best_validation_weights_are_restored_after_fitting(structures):
+def test_the_best_validation_weights_are_restored_after_fitting(quiet_trainer, structures):
     """Weights spoilt after the second epoch: the weights after fitting are the best epoch's, and validating
     them again gives the best val_loss seen during training."""
     data = _data(structures, ["au_fraction"])

@@ -8,8 +8,8 @@ import torch
 from contrast.nn.cgcnn import CGCNN
 from contrast.nn.painn import PaiNN
 from contrast.nn.schnet import SchNet
-from contrast.tasks.base import layer_decay_groups
 from contrast.tasks.energy import EnergyTask
+from contrast.tasks.schedules import layer_decay_groups
 
 ENCODERS = {"cgcnn": CGCNN, "schnet": SchNet, "painn": PaiNN}
 LR, DECAY, LAYERS = 1.0e-3, 0.8, 3

@@ -9,7 +9,7 @@ from ase.build import bulk
 from torch_geometric.data import Batch
 
 from contrast.augment.corruption import displace_atoms, mask_species
-from contrast.data.graph import structure_to_graph
+from contrast.graph.convert import structure_to_graph
 from contrast.losses.pretext import denoising_loss, masked_species_loss
 from contrast.nn.pretext import DisplacementHead
 from contrast.nn.schnet import SchNet

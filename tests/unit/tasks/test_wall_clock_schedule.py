@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 import contrast
-from contrast.tasks.base import WallClockCosine, wall_clock_cosine
+from contrast.tasks.schedules import WallClockCosine, wall_clock_cosine
 
 
 def test_the_factor_warms_up_then_follows_a_cosine_to_the_floor():
