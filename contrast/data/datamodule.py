@@ -29,7 +29,9 @@ from contrast.data.sources import (
 )
 from contrast.data.splits import (
     SPLIT_NAMES,
+    block_split,
     composition_split,
+    group_split,
     load_split,
     random_split,
     save_split,
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CrystalDataModule"]
 
-SPLITS = ("random", "composition", "file")
+SPLITS = ("random", "composition", "group", "blocks", "file")
 
 
 class WorkerBatchCollater:
@@ -101,7 +103,9 @@ class CrystalDataModule(pl.LightningDataModule):
         targets: target names attached to each graph.
         batch_size: graphs per batch.
         num_workers: DataLoader worker processes (0 loads in the main process).
-        split: ``"random"``, ``"composition"`` (no reduced formula in two parts) or ``"file"``.
+        split: ``"random"``, ``"composition"`` (no reduced formula in two parts), ``"group"`` (no group in two
+            parts), ``"blocks"`` (contiguous blocks of each group, so that no trajectory's neighbouring frames
+            sit on both sides) or ``"file"``.
         fractions: train, val and test fractions.
         seed: split seed.
         split_file: a ``splits.json`` for ``split="file"``; its structures are selected by id (see
@@ -136,6 +140,11 @@ class CrystalDataModule(pl.LightningDataModule):
         format: the file format for ASE (default: from the file name).
         cif_column: the CIF column of a CSV source (default: a column named ``cif``).
         id_column: the id column of a CSV source (default: ``material_id``, ``mp_id``, ``id`` or ``name``).
+        group_key: a text label of each structure that names its group (``group`` in the mlearn files):
+            ``split="group"`` puts whole groups into one part; ``split="blocks"`` cuts each group into
+            contiguous blocks (all structures are one group without a key). Energy runs report their
+            validation errors per group.
+        block_size: structures per block of ``split="blocks"``.
     """
 
     def __init__(
@@ -164,12 +173,18 @@ class CrystalDataModule(pl.LightningDataModule):
         format: str | None = None,
         cif_column: str | None = None,
         id_column: str | None = None,
+        group_key: str | None = None,
+        block_size: int = 10,
     ):
         super().__init__()
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if split == "file" and split_file is None:
             raise ValueError("split='file' needs split_file")
+        if split == "group" and group_key is None:
+            raise ValueError("split='group' needs group_key, the text label naming each structure's group")
+        if sources and group_key is not None:
+            raise ValueError("group_key works with one source (data.path), not with data.sources")
         self.source = source
         self.cutoff = cutoff
         self.targets = list(targets or [])
@@ -188,6 +203,8 @@ class CrystalDataModule(pl.LightningDataModule):
         self.require_neighbours = bool(require_neighbours)
         self.store = store
         self.min_batch_size = int(min_batch_size)
+        self.group_key = group_key
+        self.block_size = int(block_size)
         options = {"format": format, "cif_column": cif_column, "id_column": id_column}
         self.reader_options = {key: value for key, value in options.items() if value is not None}
         self.sources = parse_sources(sources) if sources else None
@@ -221,6 +238,8 @@ class CrystalDataModule(pl.LightningDataModule):
             views=self.view_transform is not None,
             **self.reader_options,
         )
+        if self.group_key is not None:
+            options["group_key"] = self.group_key
         if self.sources:
             self.dataset = load_sources(self.sources, **options)
         else:
@@ -317,7 +336,20 @@ class CrystalDataModule(pl.LightningDataModule):
             return split_sources(dataset, self.split, self.fractions, self.seed)
         if self.split == "composition":
             return composition_split(dataset.formulas, self.fractions, self.seed)
+        if self.split == "group":
+            return group_split(dataset.groups, self.fractions, self.seed)
+        if self.split == "blocks":
+            groups = dataset.groups if dataset.groups is not None else [""] * len(dataset)
+            return block_split(groups, self.fractions, self.seed, self.block_size)
         return random_split(len(dataset), self.fractions, self.seed)
+
+    def part_groups(self, part: str) -> list[str] | None:
+        """The group of each structure of a part (``train``, ``val``, ``test``), in the part's order; None
+        without ``group_key``."""
+        groups = getattr(self.dataset, "groups", None)
+        if groups is None or self.splits is None:
+            return None
+        return [groups[i] for i in self.splits[part]]
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the shuffling samplers and the wrapped view datasets (training views are

@@ -94,6 +94,7 @@ class CrystalDataset(Dataset):
         self._size = len(arrays["atom_ptr"]) - 1
         self._ids: list[str] | None = None
         self._formulas: list[str] | None = None
+        self._groups: list[str] | None = None
         self._search: NeighbourSearch | None = None
         self.dtype = torch.get_default_dtype()
 
@@ -102,6 +103,15 @@ class CrystalDataset(Dataset):
         if self._ids is None:
             self._ids = decode(self.arrays["ids"])
         return self._ids
+
+    @property
+    def groups(self) -> list[str] | None:
+        """Each structure's group label (``load_dataset(group_key=...)``), or None when none was kept."""
+        if "groups" not in self.arrays:
+            return None
+        if self._groups is None:
+            self._groups = decode(self.arrays["groups"])
+        return self._groups
 
     @property
     def formulas(self) -> list[str]:
@@ -154,7 +164,8 @@ class CrystalDataset(Dataset):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_ids=None, _formulas=None, _search=None)  # rebuilt where used, never pickled
+        # rebuilt where used, never pickled
+        state.update(_ids=None, _formulas=None, _groups=None, _search=None)
         if self.cache_path is not None:  # workers re-open the memory map instead of pickling the arrays
             state["arrays"] = None
         return state
@@ -195,6 +206,7 @@ def load_dataset(
     views: bool = False,
     workers: int | None = None,
     shard_size: int = SHARD_SIZE,
+    group_key: str | None = None,
     **reader_options: Any,
 ) -> CrystalDataset:
     """Read, check and cache a crystal dataset.
@@ -222,6 +234,8 @@ def load_dataset(
             structure store, items then come without ``edge_index`` / ``cell_shift``.
         workers: processes building a new cache (default: the available CPUs, at most 8).
         shard_size: structures per shard of a new cache (see :mod:`contrast.data.store.shards`).
+        group_key: keep each structure's text label of this name (``ds.groups``; e.g. ``group`` of the
+            mlearn files) for group and block splits; a structure without it is bad input.
         **reader_options: ``format`` for files, ``cif_column`` / ``id_column`` for CSVs, ``num_structures`` /
             ``seed`` for ``"emt"``.
 
@@ -232,13 +246,15 @@ def load_dataset(
     targets = list(targets or [])
     reader_options = {key: value for key, value in reader_options.items() if value is not None}
     store = resolve_store(store, views)
-    settings = BuildSettings(float(cutoff), tuple(targets), on_error, require_neighbours, store)
+    settings = BuildSettings(float(cutoff), tuple(targets), on_error, require_neighbours, store, group_key)
     spec = resolve_source(source, **reader_options)
     name = "<memory>" if spec.kind == "memory" else source_name(source)
     edges = not (views and store == "structure")
     if spec.kind == "memory":
         entries = read_entries(spec, max_structures)
-        arrays, meta = build_arrays(entries, cutoff, targets, on_error, require_neighbours, name, store=store)
+        arrays, meta = build_arrays(
+            entries, cutoff, targets, on_error, require_neighbours, name, store=store, group_key=group_key
+        )
         meta.update(target_names=targets, cutoff=float(cutoff), source=name, store=store)
         meta["isolated_counted"] = store == "graph"
         dataset = CrystalDataset(arrays, meta, cutoff=cutoff, edges=edges)
@@ -274,6 +290,8 @@ def _cache_folder(spec, name: str, settings: BuildSettings, max_structures: int 
         "require_neighbours": settings.require_neighbours,
         "store": settings.store,
     }
+    if settings.group_key is not None:  # only then, so that the keys of other caches stay as they were
+        key_settings["group_key"] = settings.group_key
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     return root / entry_name(name, cache_key(spec.read_files(), key_settings))
 

@@ -31,6 +31,8 @@ __all__ = [
     "SPLIT_NAMES",
     "random_split",
     "composition_split",
+    "group_split",
+    "block_split",
     "dataset_fingerprint",
     "load_split",
     "save_split",
@@ -96,6 +98,61 @@ def composition_split(
         part = int(np.argmax(deficit))
         parts[part].extend(members)
         assigned[names[k]] = SPLIT_NAMES[part]
+    return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts)}
+
+
+def group_split(
+    groups: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, list[int]]:
+    """Every structure of one group (a trajectory, a kind of configuration) lands in the same part; the
+    groups are dealt out as :func:`composition_split` deals out formulas."""
+    return composition_split(groups, fractions, seed)
+
+
+def block_split(
+    groups: Sequence[str],
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    block_size: int = 10,
+) -> dict[str, list[int]]:
+    """Contiguous blocks of each group go to one part each, so that no held-out structure has a neighbour
+    from the same stretch of a trajectory in training.
+
+    Within each group (one label for all structures makes one group), structures in reading order are cut
+    into blocks of ``block_size``. Each group's blocks are shuffled and dealt out on their own: first one to
+    each held-out part whose share of the group is at least one block, then each to the part furthest below
+    its share, so every part holds a share of every group large enough to have one.
+
+    Args:
+        groups: each structure's group [S] (e.g. the ``group`` label of mlearn frames).
+        fractions: train, val and test fractions.
+        seed: shuffles the blocks.
+        block_size: structures per block (consecutive frames of a trajectory are near copies).
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be at least 1, got {block_size}")
+    members: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    fractions = _check_fractions(fractions)
+    held_out = [p for p in (1, 2) if fractions[p] > 0]  # val, test
+    parts: list[list[int]] = [[], [], []]
+    for k, group in enumerate(sorted(members)):
+        indices = members[group]
+        blocks = [indices[start : start + block_size] for start in range(0, len(indices), block_size)]
+        order = np.random.default_rng([seed, k]).permutation(len(blocks))
+        counts = np.zeros(3)
+        targets = fractions * len(indices)
+        owed = [p for p in held_out if fractions[p] * len(blocks) >= 1]  # a share of at least one block
+        for rank, b in enumerate(order):
+            if rank < len(owed):
+                part = owed[rank]
+            else:
+                deficit = targets - counts
+                deficit[fractions == 0] = -np.inf
+                part = int(np.argmax(deficit))
+            parts[part].extend(blocks[b])
+            counts[part] += len(blocks[b])
     return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts)}
 
 

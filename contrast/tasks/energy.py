@@ -172,6 +172,53 @@ class EnergyTask(TaskModule):
         )
         return loss
 
+    def errors_by_group(self, dataset, groups: list[str], batch_size: int = 8) -> dict[str, dict[str, float]]:
+        """Energy MAE per atom (eV/atom) and force MAE (eV/Å, over all components) of the evaluated weights on
+        ``dataset``, for each group of ``groups`` (one label per item) and for ``all``."""
+        from torch_geometric.loader import DataLoader
+
+        sums: dict[
+            str, list[float]
+        ] = {}  # group -> [structures, energy error sum, force error sum, components]
+        loader = DataLoader([dataset[i] for i in range(len(dataset))], batch_size=batch_size, shuffle=False)
+        start = 0
+        with torch.enable_grad():
+            for batch in loader:
+                batch = batch.to(self.device)
+                out = self(batch)
+                atoms = torch.bincount(batch.batch, minlength=batch.num_graphs)  # [B]
+                energy = ((out["energy"] - batch.energy.view(-1)).abs() / atoms).detach()  # [B]
+                force = (out["forces"] - batch.forces).abs().sum(1).detach()  # [N]
+                force = torch.zeros(batch.num_graphs, device=force.device).index_add_(0, batch.batch, force)
+                for k in range(batch.num_graphs):
+                    for name in (groups[start + k], "all"):
+                        row = sums.setdefault(name, [0, 0.0, 0.0, 0])
+                        row[0] += 1
+                        row[1] += float(energy[k])
+                        row[2] += float(force[k])
+                        row[3] += 3 * int(atoms[k])
+                start += batch.num_graphs
+        return {
+            name: {"structures": n, "energy_mae_per_atom": e / n, "force_mae": f / max(c, 1)}
+            for name, (n, e, f, c) in sorted(sums.items())
+        }
+
+    def after_fit(self, trainer: pl.Trainer, datamodule, metrics, output_dir) -> None:
+        """With groups (``data.group_key``), the validation errors per group into ``metrics.json``."""
+        groups = datamodule.part_groups("val") if hasattr(datamodule, "part_groups") else None
+        if not trainer.is_global_zero or not groups:
+            return
+        by_group = self.errors_by_group(datamodule.val_set, groups)
+        metrics.add("val_by_group", by_group)
+        for name, row in by_group.items():
+            log.info(
+                "val %s (%d structures): %.2f meV/atom, %.4f eV/Å",
+                name,
+                row["structures"],
+                1000 * row["energy_mae_per_atom"],
+                row["force_mae"],
+            )
+
     @classmethod
     def run_setup(cls, cfg) -> tuple[EnergyTask, dict]:
         """Build from a run config, starting from ``task.checkpoint``'s encoder when given."""

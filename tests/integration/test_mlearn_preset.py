@@ -18,9 +18,10 @@ from contrast.data.splits import load_split
 
 def _labelled_file(path, n: int = 24) -> list:
     frames = []
-    for atoms in emt_structures(num_structures=n, seed=3, elements=["Cu"]):
+    for k, atoms in enumerate(emt_structures(num_structures=n, seed=3, elements=["Cu"])):
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        atoms.info["group"] = "AIMD" if k < n // 2 else "Elastic"  # as the mlearn files label their frames
         frames.append(atoms)
     write(path, frames, format="extxyz")
     return frames
@@ -47,6 +48,10 @@ def test_mlearn_preset_trains_one_epoch_and_scales_the_head(tmp_path, scale):
     assert "kind: cosine_time" in config and "max_time: 00:00:30:00" in config
     last = summary["last_epoch"]
     assert np.isfinite(last["val/energy_mae_per_atom"]) and np.isfinite(last["val/force_mae"])
+    # validation in blocks of each group, reported per group
+    assert "split: blocks" in config and "group_key: group" in config
+    by_group = json.loads((run_dir / "metrics.json").read_text())["val_by_group"]
+    assert {"AIMD", "Elastic", "all"} <= set(by_group)
     # the model is the last weights, at the end of the schedule: no best-epoch restore
     assert "restored_best" not in summary
     assert not (run_dir / "checkpoints" / "best.ckpt").exists()

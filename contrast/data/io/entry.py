@@ -26,6 +26,7 @@ class Entry:
         properties: its labels (numbers, ``forces`` [N, 3], ``stress`` [3, 3]).
         id: its id in the source (``mp_id``, ``id``, a CSV id, a file name), None when it has none.
         error: why it could not be read (None when it was read).
+        labels: its text labels (``info`` values that are strings, e.g. the ``group`` of an mlearn frame).
     """
 
     source: str
@@ -34,6 +35,7 @@ class Entry:
     properties: dict[str, Any] = field(default_factory=dict)
     id: str | None = None
     error: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def voigt_to_matrix(stress) -> np.ndarray:

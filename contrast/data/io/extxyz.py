@@ -247,7 +247,8 @@ def _frame(source: str, index: int, stem: str, info: dict, arrays: dict | str) -
     if "Lattice" not in info or not np.all(pbc):
         return Entry(source, index, id=entry_id, error=f"not periodic in all three directions (pbc={pbc})")
     cell = np.asarray(info["Lattice"], dtype=np.float64).reshape(3, 3)
-    return Entry(source, index, CrystalArrays(z, arrays["pos"], cell), properties, entry_id)
+    labels = {k: v for k, v in info.items() if isinstance(v, str)}
+    return Entry(source, index, CrystalArrays(z, arrays["pos"], cell), properties, entry_id, labels=labels)
 
 
 def _parse_comment(comment: str) -> dict:

@@ -226,12 +226,14 @@ def _entry_from_object(source: str, index: int, item, default_id: str | None = N
         info = item.info
         entry_id = info.get("mp_id", info.get("id", info.get("material_id")))
         entry_id = str(entry_id) if entry_id is not None else _numbered(default_id, index)
-        return Entry(source, index, item, atoms_properties(item), entry_id)
+        labels = {key: value for key, value in info.items() if isinstance(value, str)}
+        return Entry(source, index, item, atoms_properties(item), entry_id, labels=labels)
     properties = dict(getattr(item, "properties", None) or {})
     entry_id = properties.get("id", properties.get("mp_id"))
     entry_id = str(entry_id) if entry_id is not None else _numbered(default_id, index)
+    labels = {key: value for key, value in properties.items() if isinstance(value, str)}
     properties = {key: value for key, value in properties.items() if _is_number(value)}
-    return Entry(source, index, item, properties, entry_id)
+    return Entry(source, index, item, properties, entry_id, labels=labels)
 
 
 def _numbered(stem: str | None, index: int) -> str | None:

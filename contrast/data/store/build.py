@@ -64,6 +64,7 @@ class BuildSettings:
     on_error: str = "raise"
     require_neighbours: bool = False
     store: str = "graph"
+    group_key: str | None = None  # a text label kept per structure (``groups``), e.g. for group splits
 
     def __post_init__(self):
         if self.on_error not in ON_ERROR:
@@ -91,6 +92,7 @@ def build_arrays(
     source: str = "",
     workers: int | None = None,
     store: str = "graph",
+    group_key: str | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Check every entry in memory and build its store arrays (neighbour lists in the graph store).
 
@@ -100,6 +102,8 @@ def build_arrays(
         workers: processes sharing the work (default: up to 2 for 4000 entries or more; 1 builds in this
             process).
         store: ``"graph"`` or ``"structure"`` (see :mod:`contrast.data.store.arrays`).
+        group_key: keep each entry's text label of this name as ``groups`` (an entry without it is bad
+            input).
 
     Returns:
         ``(arrays, meta)``: the store arrays (with ``ids`` and ``formulas``) and ``meta`` with ``skipped`` (a
@@ -109,7 +113,7 @@ def build_arrays(
     Raises:
         StructureError: the first bad entry (``on_error="raise"``), or every entry bad (``on_error="skip"``).
     """
-    settings = BuildSettings(float(cutoff), tuple(targets), on_error, require_neighbours, store)
+    settings = BuildSettings(float(cutoff), tuple(targets), on_error, require_neighbours, store, group_key)
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if len(entries) >= 4000 else 1
     if workers > 1 and "fork" in mp.get_all_start_methods():
@@ -213,11 +217,13 @@ def build_chunk(entries: Iterable[Entry], settings: BuildSettings):
     full = graph or settings.require_neighbours
     search = NeighbourSearch(settings.cutoff if full else CHECK_CUTOFF)
     meta = {"skipped": [], "skipped_ids": [], "isolated": [], "n_read": 0}
-    ids, hashes, formulas = [], [], []
+    ids, hashes, formulas, groups = [], [], [], []
     for entry in entries:
         meta["n_read"] += 1
         try:
             crystal, edge_index, shift, values = _process(entry, settings, search, full)
+            if settings.group_key is not None:
+                groups.append(_group(entry, settings.group_key))
         except StructureError as error:
             if settings.on_error == "raise":
                 return error.located(entry.source, entry_label(entry))
@@ -243,7 +249,17 @@ def build_chunk(entries: Iterable[Entry], settings: BuildSettings):
         builder.add(crystal, edge_index, shift, values)
     arrays = builder.finish()
     arrays.update(raw_ids=string_array(ids), hashes=string_array(hashes), formulas=string_array(formulas))
+    if settings.group_key is not None:
+        arrays["groups"] = string_array(groups)
     return arrays, meta
+
+
+def _group(entry: Entry, key: str) -> str:
+    """The entry's text label ``key`` (its group), or bad input naming the labels it has."""
+    value = entry.labels.get(key)
+    if value is None:
+        raise StructureError(f"no {key!r} label to group by (text labels: {sorted(entry.labels) or 'none'})")
+    return value
 
 
 def _process(entry: Entry, settings: BuildSettings, search, full: bool):
