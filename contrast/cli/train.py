@@ -73,10 +73,28 @@ def build_trainer(cfg: DictConfig, output_dir: Path, metrics: MetricsJSON) -> pl
         save_top_k=1,
     )
     callbacks = [checkpoints, metrics]
+    if cfg.get("online_probe"):
+        callbacks.append(online_probe(cfg, output_dir))
     logger = False
     if cfg.get("logger") and cfg.logger.get("_target_"):
         logger = instantiate(cfg.logger)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, _convert_="all")
+
+
+def online_probe(cfg: DictConfig, output_dir: Path) -> pl.Callback:
+    """The online quality curves of ``cfg.online_probe`` (ridge probes on a suite's validation parts every N
+    steps); ``data_dir: null`` is the folder of ``data.path``."""
+    from contrast.tasks.online_probe import OnlineProbe
+
+    options = OmegaConf.to_container(cfg.online_probe, resolve=True)
+    if options.get("data_dir") is None:
+        path = OmegaConf.select(cfg, "data.path")
+        if not isinstance(path, str):
+            raise ValueError(
+                "online_probe.data_dir is null and data.path is not one file: set online_probe.data_dir"
+            )
+        options["data_dir"] = str(Path(path).expanduser().resolve().parent)
+    return OnlineProbe(**options, output_dir=str(output_dir))
 
 
 def resolve_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
