@@ -117,10 +117,12 @@ class OnlineProbe(pl.Callback):
             raise ValueError(f"online_probe: no task of the suite has its file in {data_dir}")
         specs = [dataclasses.replace(s, max_train=self.max_train, max_test=self.max_val) for s in specs]
         suite = SuiteData(specs, data_dir, cutoff, self.suite.get("cache_dir"))
-        data = {}
+        data, shared = {}, {}  # tasks on the same structures share their graph lists (embedded once)
         for spec in specs:
-            graphs = suite.task_graphs([spec], scored="val")  # train and val parts only
-            train, val = list(graphs.train), list(graphs.test)
+            if spec.graphs_key not in shared:
+                graphs = suite.task_graphs([spec], scored="val")  # train and val parts only
+                shared[spec.graphs_key] = (list(graphs.train), list(graphs.test), graphs)
+            train, val, graphs = shared[spec.graphs_key]
             y_train = np.array([float(g[spec.label]) for g in train])
             y_val = np.array([float(g[spec.label]) for g in val])
             fractions = [composition_features(part) for part in (train, val)]
@@ -153,17 +155,18 @@ class OnlineProbe(pl.Callback):
 
         if self._data is None:
             self._data = self._prepare(float(encoder.cutoff))
-        probed = copy.deepcopy(encoder)
+        probed = copy.deepcopy(encoder).eval()
         if self.pooling is not None:
             probed.pooling = check_pooling(self.pooling)
         if self.layers is not None:
             probed.readout_layers = check_readout_layers(self.layers)
-        metrics = {}
+        metrics, embedded = {}, {}
         for name, task in self._data.items():
-            x_train = (
-                embed(probed, task["train"], batch_size=self.batch_size, progress=False).double().numpy()
-            )
-            x_val = embed(probed, task["val"], batch_size=self.batch_size, progress=False).double().numpy()
+            for part in ("train", "val"):
+                if id(task[part]) not in embedded:
+                    rows = embed(probed, task[part], batch_size=self.batch_size, progress=False)
+                    embedded[id(task[part])] = rows.double().numpy()
+            x_train, x_val = embedded[id(task["train"])], embedded[id(task["val"])]
             predictions, _ = ridge_gcv(x_train, task["y_train"], x_val)
             mae = float(np.abs(predictions - task["y_val"]).mean())
             metrics[f"online/{name}_mae"] = mae
