@@ -66,14 +66,20 @@ def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> Crysta
     """The encoder of a ``contrast`` checkpoint (contrastive, probe or energy) or a shipped one, in eval mode.
 
     Args:
-        path: a ``.ckpt`` file written by ``python -m contrast.train``, or the name of a shipped encoder
-            (:func:`pretrained_models`).
+        path: a ``.ckpt`` file written by ``python -m contrast.train``, the name of a shipped encoder
+            (:func:`pretrained_models`), or of a foundation model whose package is installed (``chgnet``,
+            :mod:`contrast.pretrained.foundation`).
         device: where to put it (CPU by default).
 
     Raises:
         FileNotFoundError: neither a file nor a shipped name.
         CheckpointError: the file is not a checkpoint, or would execute code when unpickled.
+        ImportError: a foundation model whose package is not installed (the extra to install is named).
     """
+    from contrast.pretrained.foundation import FOUNDATION_MODELS, foundation_encoder
+
+    if str(path) in FOUNDATION_MODELS and not Path(path).is_file():
+        return foundation_encoder(str(path)).to(device)
     path = checkpoint_path(path)
     checkpoint = read_checkpoint(path)
     return load_module(checkpoint, "encoder", ENCODER_PREFIXES, source=path).to(device).eval()

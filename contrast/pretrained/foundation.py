@@ -1,0 +1,89 @@
+"""Foundation models of other packages presented as ``contrast`` encoders, so that ``contrast.embed``,
+``contrast.neighbours``, ``python -m contrast.export`` and the probe suite (``python -m contrast.evaluate
+checkpoint=chgnet``) score their frozen features next to ours, with the same readouts.
+
+Each adapter is a :class:`~contrast.nn.base.CrystalEncoder`: ``forward`` gives the model's per-atom features
+[N, D] in the batch's atom order, and ``embed`` pools them as ours are pooled (``pooling``: mean, or several
+of mean+std+max). Their weights ship inside their own packages (optional extras, e.g.
+``pip install -e ".[chgnet]"``); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from contrast.nn.base import CrystalEncoder, check_pooling
+
+__all__ = ["FOUNDATION_MODELS", "CHGNetEncoder", "foundation_encoder"]
+
+
+class CHGNetEncoder(CrystalEncoder):
+    """CHGNet's atom features after its last interaction block ([N, 64]), as an encoder.
+
+    Structures are rebuilt from the batch (``z``, ``pos``, ``cell``) and converted by CHGNet's own graph
+    converter (its atom and bond cutoffs); the ``contrast`` graph's edges are not used.
+
+    Args:
+        model: a loaded ``chgnet.model.CHGNet`` (default: the pretrained one shipped in the package).
+        pooling: the graph readout (``mean`` or several of ``mean+std+max``).
+    """
+
+    def __init__(self, model: nn.Module | None = None, pooling: str = "mean"):
+        super().__init__()
+        if model is None:
+            model = _load_chgnet()
+        self.model = model
+        self.hidden_dim = int(model.atom_fea_dim) if hasattr(model, "atom_fea_dim") else 64
+        self.cutoff = float(model.graph_converter.atom_graph_cutoff)
+        self.pooling = check_pooling(pooling)
+        self.readout_layers = "last"
+
+    def blocks(self) -> list[list[nn.Module]]:
+        return [[self.model]]
+
+    def forward(self, data) -> Tensor:
+        """Per-atom features [N, D] of every structure of the batch, in its atom order."""
+        from pymatgen.core import Lattice, Structure
+
+        graphs = []
+        batch = data.batch if getattr(data, "batch", None) is not None else torch.zeros_like(data.z)
+        cells = data.cell.reshape(-1, 3, 3)
+        for k in range(cells.shape[0]):
+            mask = batch == k
+            structure = Structure(
+                Lattice(cells[k].detach().cpu().double().numpy()),
+                data.z[mask].cpu().numpy().tolist(),
+                data.pos[mask].detach().cpu().double().numpy(),
+                coords_are_cartesian=True,
+            )
+            graphs.append(self.model.graph_converter(structure))
+        out = self.model(graphs, task="e", return_atom_feas=True)
+        features = torch.cat(list(out["atom_fea"]), dim=0)  # [N, D]
+        return features.to(device=data.pos.device, dtype=data.pos.dtype)
+
+
+def _load_chgnet() -> nn.Module:
+    try:
+        from chgnet.model import CHGNet
+    except ImportError as error:
+        raise ImportError(
+            "the chgnet encoder needs the chgnet package: pip install -e '.[chgnet]' (or pip install chgnet)"
+        ) from error
+    return CHGNet.load(verbose=False)
+
+
+FOUNDATION_MODELS: dict[str, Callable[[], CrystalEncoder]] = {"chgnet": CHGNetEncoder}
+
+
+def foundation_encoder(name: str) -> CrystalEncoder:
+    """The adapter of a foundation model by name (``chgnet``), in eval mode.
+
+    Raises:
+        KeyError: an unknown name; ImportError: the model's package is not installed (the extra is named).
+    """
+    if name not in FOUNDATION_MODELS:
+        raise KeyError(f"{name!r} is not a foundation model here; known: {sorted(FOUNDATION_MODELS)}")
+    return FOUNDATION_MODELS[name]().eval()

@@ -1,0 +1,66 @@
+"""Foundation-model adapters: run where their package is installed, skipped cleanly where it is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+import contrast
+from contrast.pretrained.foundation import FOUNDATION_MODELS, foundation_encoder
+
+
+def test_an_unknown_foundation_name_is_a_clear_error():
+    with pytest.raises(KeyError, match="known: \\['chgnet'\\]"):
+        foundation_encoder("no-such-model")
+
+
+def test_a_missing_package_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "chgnet", None)
+    monkeypatch.setitem(sys.modules, "chgnet.model", None)
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[chgnet\]'"):
+        contrast.load_encoder("chgnet")
+
+
+@pytest.fixture(scope="module")
+def chgnet():
+    pytest.importorskip("chgnet")
+    encoder = contrast.load_encoder("chgnet")
+    encoder.pooling = "mean+std+max"
+    return encoder
+
+
+def _rotation(seed: int) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return q * np.sign(np.linalg.det(q))
+
+
+def test_chgnet_embeddings_are_invariant_to_rotation_and_supercell(chgnet):
+    assert "chgnet" in FOUNDATION_MODELS and chgnet.embedding_dim == 3 * 64
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    atoms.rattle(0.05, seed=0)
+    rotated = atoms.copy()
+    rotation = _rotation(1)
+    rotated.set_cell(atoms.cell[:] @ rotation.T, scale_atoms=False)
+    rotated.positions = atoms.positions @ rotation.T
+    supercell = atoms * (2, 1, 1)
+    embeddings = contrast.embed(chgnet, [atoms, rotated, supercell]).double()
+    assert embeddings.shape == (3, chgnet.embedding_dim)
+    torch.testing.assert_close(embeddings[1], embeddings[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(embeddings[2], embeddings[0], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(embeddings[0], contrast.embed(chgnet, bulk("Cu", "fcc", a=3.6))[0].double())
+
+
+def test_chgnet_works_in_neighbours_and_export(chgnet, tmp_path):
+    import ase.io
+
+    frames = [bulk("Cu", "fcc", a=3.6), bulk("Ni", "fcc", a=3.5), bulk("NaCl", "rocksalt", a=5.64)]
+    indices, _ = contrast.neighbours(chgnet, frames[0], frames, k=2)
+    assert int(indices[0, 0]) == 0
+    path = tmp_path / "three.extxyz"
+    ase.io.write(path, frames, format="extxyz")
+    rows = contrast.embed_file(chgnet, str(path), out=None, device="cpu", cache_dir=str(tmp_path / "c"))
+    assert rows["embeddings"].shape == (3, chgnet.embedding_dim)
