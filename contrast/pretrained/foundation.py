@@ -44,6 +44,14 @@ class CHGNetEncoder(CrystalEncoder):
     def blocks(self) -> list[list[nn.Module]]:
         return [[self.model]]
 
+    def untrained(self, seed: int = 0) -> CHGNetEncoder:
+        """The same architecture as CHGNet builds it before training (its own initialisation), seeded."""
+        model_class = type(self.model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = model_class(**self.model.todict()["model_args"])
+        return CHGNetEncoder(model, pooling=self.pooling)
+
     def forward(self, data) -> Tensor:
         """Per-atom features [N, D] of every structure of the batch, in its atom order."""
         from pymatgen.core import Lattice, Structure

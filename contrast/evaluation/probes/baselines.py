@@ -121,6 +121,9 @@ def random_encoder_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
     LayerNorm weights and biases come back as ones and zeros, their init, not as trained values. Buffers
     (fixed basis centres, normalisation constants) are kept.
 
+    An encoder that knows its own untrained state (an ``untrained(seed)`` method, as the adapters of
+    foundation models have: their basis frequencies are parameters with a fixed init) builds it itself.
+
     Args:
         encoder: the trained encoder (left untouched).
         seed: seed of the fresh initialisation.
@@ -128,6 +131,9 @@ def random_encoder_like(encoder: nn.Module, seed: int = 0) -> nn.Module:
     Returns:
         The new encoder, in the same train/eval mode as ``encoder``.
     """
+    if hasattr(encoder, "untrained"):
+        fresh = encoder.untrained(seed)
+        return fresh.train(encoder.training)
     fresh = copy.deepcopy(encoder)
     parameters = [(name, p) for name, p in fresh.named_parameters() if p.is_floating_point()]
     redrawn = []

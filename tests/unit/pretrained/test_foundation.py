@@ -64,3 +64,18 @@ def test_chgnet_works_in_neighbours_and_export(chgnet, tmp_path):
     ase.io.write(path, frames, format="extxyz")
     rows = contrast.embed_file(chgnet, str(path), out=None, device="cpu", cache_dir=str(tmp_path / "c"))
     assert rows["embeddings"].shape == (3, chgnet.embedding_dim)
+
+
+def test_the_fresh_baseline_is_chgnet_as_built_before_training(chgnet):
+    from contrast.evaluation.probes.baselines import random_encoder_like
+
+    fresh = random_encoder_like(chgnet, seed=0)
+    again = random_encoder_like(chgnet, seed=0)
+    trained = dict(chgnet.named_parameters())
+    for name, parameter in fresh.named_parameters():
+        assert parameter.shape == trained[name].shape
+        torch.testing.assert_close(parameter, dict(again.named_parameters())[name])
+    assert not torch.allclose(
+        dict(fresh.named_parameters())["model.atom_embedding.embedding.weight"],
+        trained["model.atom_embedding.embedding.weight"],
+    )
