@@ -70,13 +70,26 @@ def quiet_trainer():
 
 
 @pytest.fixture(scope="session")
-def ship_encoder_script():
-    """``benchmarks/ship_encoder.py`` as a module (its ``ship`` writes a shipped encoder and its card)."""
+def benchmark_script():
+    """``benchmark_script(name)``: ``benchmarks/<name>.py`` loaded as a module (once per session)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ship_encoder.py"
-    spec = importlib.util.spec_from_file_location("ship_encoder", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    loaded = {}
+
+    def load(name: str):
+        if name not in loaded:
+            path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def ship_encoder_script(benchmark_script):
+    """``benchmarks/ship_encoder.py`` as a module (its ``ship`` writes a shipped encoder and its card)."""
+    return benchmark_script("ship_encoder")

@@ -3,9 +3,7 @@ whose neighbour shells are known."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -15,15 +13,10 @@ from ase.calculators.emt import EMT
 
 from contrast.train import run_training
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "md_stability.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("md_stability", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(benchmark_script):
+    return benchmark_script("md_stability")
 
 
 def test_rdf_peaks_at_the_fcc_neighbour_shells(script):

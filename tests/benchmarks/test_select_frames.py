@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
-from pathlib import Path
 
 import ase.io
 import numpy as np
 import pytest
 from ase.build import bulk
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "select_frames.py"
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("select_frames", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_matching_frames_are_copied_unchanged(tmp_path):
+def test_matching_frames_are_copied_unchanged(benchmark_script, tmp_path):
     frames = []
     for k in range(6):
         atoms = bulk("Si", "diamond", a=5.43) * (1, 1, 1 + k % 2)
@@ -34,7 +23,9 @@ def test_matching_frames_are_copied_unchanged(tmp_path):
         ase.io.write(handle, frames[:2], format="extxyz")
         handle.write("\n")  # a blank line between frames is skipped, not read as the end
         ase.io.write(handle, frames[2:], format="extxyz")
-    read, kept = _script().select_frames(source, tmp_path / "train.extxyz.gz", {"split": "train"})
+    read, kept = benchmark_script("select_frames").select_frames(
+        source, tmp_path / "train.extxyz.gz", {"split": "train"}
+    )
     assert (read, kept) == (6, 4)
     with gzip.open(tmp_path / "train.extxyz.gz", "rt") as handle:
         selected = ase.io.read(handle, index=":", format="extxyz")
@@ -45,9 +36,9 @@ def test_matching_frames_are_copied_unchanged(tmp_path):
         assert "heat_ref" not in got.info
 
 
-def test_a_file_cut_inside_a_frame_is_named(tmp_path):
+def test_a_file_cut_inside_a_frame_is_named(benchmark_script, tmp_path):
     source = tmp_path / "cut.extxyz"
     source.write_text('3\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3 split=train\nSi 0 0 0\n')
     with pytest.raises(ValueError, match=r"cut\.extxyz: frame 0: the file ends inside the frame"):
-        _script().select_frames(source, tmp_path / "out.extxyz", {"split": "train"})
+        benchmark_script("select_frames").select_frames(source, tmp_path / "out.extxyz", {"split": "train"})
     assert not list(tmp_path.glob("out.extxyz*"))  # nothing half-written is left under the output's name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 
 import ase.io
@@ -12,21 +11,12 @@ import pytest
 import yaml
 
 from contrast.data.io.emt import emt_structures
-from tests.integration.cli import REPO
 
 ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0}
 
 
-def _benchmark():
-    path = REPO / "benchmarks" / "label_efficiency.py"
-    spec = importlib.util.spec_from_file_location("label_efficiency", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_nested_fractions_are_nested_seeded_and_at_least_two():
-    bench = _benchmark()
+def test_nested_fractions_are_nested_seeded_and_at_least_two(benchmark_script):
+    bench = benchmark_script("label_efficiency")
     pool = np.arange(100, 300)
     subsets = bench.nested_fractions(pool, [0.001, 0.1, 0.5, 1.0], seed=3)
     assert len(subsets[0.001]) == 2 and len(subsets[0.1]) == 20 and len(subsets[1.0]) == 200
@@ -37,7 +27,9 @@ def test_nested_fractions_are_nested_seeded_and_at_least_two():
 
 
 @pytest.mark.slow
-def test_label_efficiency_runs_both_starts_on_the_suite_split(untrained_checkpoint, tmp_path):
+def test_label_efficiency_runs_both_starts_on_the_suite_split(
+    benchmark_script, untrained_checkpoint, tmp_path
+):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     structures = emt_structures(40, seed=3)
@@ -62,7 +54,7 @@ def test_label_efficiency_runs_both_starts_on_the_suite_split(untrained_checkpoi
         "--val=4",
         "--batch-size=8",
     ]
-    bench = _benchmark()
+    bench = benchmark_script("label_efficiency")
     bench.main(args)
 
     runs = json.loads((out / "results.json").read_text())["runs"]
