@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "write one embedding per structure of a file to .npz or .parquet (shard=i/n for array jobs)",
         "contrast-embed",
     ),
+    "map": (
+        "contrast.cli.map",
+        "an embedding map as a standalone HTML page (colour by a label or element, hover, search)",
+        "contrast-map",
+    ),
 }
 
 
@@ -79,6 +84,11 @@ def evaluate() -> int:
 def embed() -> int:
     """Console script ``contrast-embed``."""
     return run_command("embed", sys.argv[1:])
+
+
+def map_command() -> int:
+    """Console script ``contrast-map``."""
+    return run_command("map", sys.argv[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
