@@ -12,7 +12,7 @@ from contrast.pretrained.foundation import FOUNDATION_MODELS, foundation_encoder
 
 
 def test_an_unknown_foundation_name_is_a_clear_error():
-    with pytest.raises(KeyError, match="known: \\['chgnet'\\]"):
+    with pytest.raises(KeyError, match="known: \\['chgnet', 'sevennet'\\]"):
         foundation_encoder("no-such-model")
 
 
@@ -79,3 +79,29 @@ def test_the_fresh_baseline_is_chgnet_as_built_before_training(chgnet):
         dict(fresh.named_parameters())["model.atom_embedding.embedding.weight"],
         trained["model.atom_embedding.embedding.weight"],
     )
+
+
+@pytest.fixture(scope="module")
+def sevennet():
+    pytest.importorskip("sevenn")
+    encoder = contrast.load_encoder("sevennet")
+    encoder.pooling = "mean+std+max"
+    return encoder
+
+
+def test_sevennet_embeddings_are_invariant_and_its_fresh_baseline_is_seeded(sevennet):
+    from contrast.evaluation.probes.baselines import random_encoder_like
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    atoms.rattle(0.05, seed=0)
+    rotated = atoms.copy()
+    rotation = _rotation(2)
+    rotated.set_cell(atoms.cell[:] @ rotation.T, scale_atoms=False)
+    rotated.positions = atoms.positions @ rotation.T
+    embeddings = contrast.embed(sevennet, [atoms, rotated, atoms * (1, 2, 1)]).double()
+    assert embeddings.shape == (3, 3 * sevennet.hidden_dim)
+    torch.testing.assert_close(embeddings[1], embeddings[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(embeddings[2], embeddings[0], atol=1e-4, rtol=1e-4)
+    fresh, again = random_encoder_like(sevennet, seed=0), random_encoder_like(sevennet, seed=0)
+    torch.testing.assert_close(contrast.embed(fresh, atoms), contrast.embed(again, atoms))
+    assert not torch.allclose(contrast.embed(fresh, atoms), contrast.embed(sevennet, atoms))
