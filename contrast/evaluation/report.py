@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["PROBE_TITLES", "results_markdown", "ratios_plot"]
+__all__ = ["PROBE_TITLES", "comparison_markdown", "results_markdown", "ratios_plot"]
 
 PROBE_TITLES = {"linear": "Ridge", "knn": "kNN", "mlp": "MLP"}
 FEATURE_SETS = ("pretrained", "random_encoder", "fractions", "statistics")
@@ -79,6 +79,48 @@ def results_markdown(results: dict[str, Any]) -> str:
         )
         lines.append("")
     return "\n".join(lines)
+
+
+def comparison_markdown(runs: dict[str, dict[str, Any]], probes: Sequence[str] = ("linear", "knn")) -> str:
+    """One table of several encoders' suite runs side by side (``{name: results.json content}``): per task and
+    probe, each encoder's MAE and, in brackets, its ratio to its own fresh encoder; then the composition
+    baselines (the same for every encoder, taken from the first run). Tasks are those of the first run.
+
+    Raises:
+        ValueError: runs scored on different parts (test and val), or of tasks with different splits.
+    """
+    names = list(runs)
+    first = runs[names[0]]
+    scored = {results.get("scored", "test") for results in runs.values()}
+    if len(scored) > 1:
+        raise ValueError(f"the runs score different parts {sorted(scored)}: compare like with like")
+    header = ["task", "probe", *names, "element fractions", "element statistics"]
+    lines = [
+        f"MAE on the {scored.pop()} parts (ratio to the encoder's own fresh copy in brackets)",
+        "",
+        _row(header),
+        _row(["---", "---"] + ["---:"] * (len(header) - 2)),
+    ]
+    for task_name, task in first["tasks"].items():
+        for probe in probes:
+            cells = [f"{task_name} ({task.get('unit') or task['label']})", PROBE_TITLES[probe]]
+            for name in names:
+                other = runs[name]["tasks"].get(task_name)
+                if other is None:
+                    cells.append("-")
+                    continue
+                if other["sizes"] != task["sizes"]:
+                    raise ValueError(f"task {task_name}: {name} probed other structures ({other['sizes']})")
+                per_target = other["report"][other["label"]]
+                mae = per_target["pretrained"][probe]["mae"]
+                ratio = per_target.get("ratios", {}).get(probe, {}).get("vs_random_encoder")
+                cells.append(f"{_number(mae, '.4g')} ({_number(ratio, '.2f')})")
+            per_target = task["report"][task["label"]]
+            cells += [
+                _number(per_target[feature][probe]["mae"], ".4g") for feature in ("fractions", "statistics")
+            ]
+            lines.append(_row(cells))
+    return "\n".join(lines) + "\n"
 
 
 def _task_cells(name: str, task: dict[str, Any], probe: str) -> list[str]:

@@ -240,3 +240,17 @@ def test_every_layer_readout_is_probed_for_both_encoders(data_dir, checkpoint, t
         assert recorded[start]["linear"]["mae"] == pytest.approx(
             report["energy_per_atom"][start]["linear"]["mae"]
         )
+
+
+def test_two_runs_side_by_side(run, data_dir, checkpoint, tmp_path, benchmark_script):
+    results, out = run
+    suite = _tiny_suite(data_dir, "suite.tasks.mp_e_form.max_train=20")
+    evaluate(checkpoint, suite, tmp_path / "b", seed=1, cache_dir=tmp_path / "cache")
+    runs = [f"ours={out / 'results.json'}", f"again={tmp_path / 'b' / 'results.json'}"]
+    table = benchmark_script("compare_encoders").main([*runs, "--out", str(tmp_path / "t.md")])
+    lines = table.splitlines()
+    assert "| task | probe | ours | again | element fractions | element statistics |" in lines
+    mae = results["tasks"]["mp_e_form"]["report"]["e_form_per_atom"]["pretrained"]["linear"]["mae"]
+    row = next(line for line in lines if line.startswith("| mp_e_form") and "| Ridge |" in line)
+    assert f"{mae:.4g}" in row.split("|")[3]
+    assert (tmp_path / "t.md").read_text() == table
