@@ -112,6 +112,8 @@ class SevenNetEncoder(CrystalEncoder):
         self.model, self.config = model, config
         self.cutoff = float(cutoff)
         self.hidden_dim = int(self.model._modules[self.READOUT].linear.irreps_in.dim)
+        type_map = (config or {}).get("_type_map") or {}
+        self.elements = {int(z) for z in type_map}  # the atomic numbers the model embeds (empty: unknown)
         self.pooling = check_pooling(pooling)
         self.readout_layers = "last"
 
@@ -141,6 +143,16 @@ class SevenNetEncoder(CrystalEncoder):
         from sevenn.train.dataload import unlabeled_atoms_to_graph
 
         batch = data.batch if getattr(data, "batch", None) is not None else torch.zeros_like(data.z)
+        unknown = sorted(set(data.z.tolist()) - self.elements) if self.elements else []
+        if unknown:
+            from ase.data import chemical_symbols
+
+            from contrast.graph import StructureError
+
+            symbols = ", ".join(chemical_symbols[z] for z in unknown)
+            raise StructureError(
+                f"SevenNet-0 does not embed {symbols} (it knows {len(self.elements)} elements)"
+            )
         cells = data.cell.reshape(-1, 3, 3)
         features = []
         for k in range(cells.shape[0]):

@@ -105,3 +105,12 @@ def test_sevennet_embeddings_are_invariant_and_its_fresh_baseline_is_seeded(seve
     fresh, again = random_encoder_like(sevennet, seed=0), random_encoder_like(sevennet, seed=0)
     torch.testing.assert_close(contrast.embed(fresh, atoms), contrast.embed(again, atoms))
     assert not torch.allclose(contrast.embed(fresh, atoms), contrast.embed(sevennet, atoms))
+
+
+def test_sevennet_names_an_element_it_does_not_embed(sevennet):
+    from contrast.graph import StructureError
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.symbols[0] = "Fm"  # Z = 100: within contrast's encoders, outside SevenNet-0's 89 elements
+    with pytest.raises(StructureError, match="SevenNet-0 does not embed Fm"):
+        contrast.embed(sevennet, [atoms])
