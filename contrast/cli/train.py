@@ -74,27 +74,41 @@ def build_trainer(cfg: DictConfig, output_dir: Path, metrics: MetricsJSON) -> pl
     )
     callbacks = [checkpoints, metrics]
     if cfg.get("online_probe"):
-        callbacks.append(online_probe(cfg, output_dir))
+        probe = online_probe(cfg, output_dir)
+        if probe is not None:
+            callbacks.append(probe)
     logger = False
     if cfg.get("logger") and cfg.logger.get("_target_"):
         logger = instantiate(cfg.logger)
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, _convert_="all")
 
 
-def online_probe(cfg: DictConfig, output_dir: Path) -> pl.Callback:
+def online_probe(cfg: DictConfig, output_dir: Path) -> pl.Callback | None:
     """The online quality curves of ``cfg.online_probe`` (ridge probes on a suite's validation parts every N
-    steps); ``data_dir: null`` is the folder of ``data.path``."""
+    steps), its tasks checked before training. ``data_dir: null`` is the folder of ``data.path``; when the
+    tasks' files are not there, the run goes on without the curves and says so (a ``data_dir`` given
+    explicitly must hold them: an error)."""
     from contrast.tasks.online_probe import OnlineProbe
 
     options = OmegaConf.to_container(cfg.online_probe, resolve=True)
-    if options.get("data_dir") is None:
+    inferred = options.get("data_dir") is None
+    if inferred:
         path = OmegaConf.select(cfg, "data.path")
         if not isinstance(path, str):
-            raise ValueError(
-                "online_probe.data_dir is null and data.path is not one file: set online_probe.data_dir"
+            log.warning(
+                "online_probe: data.path is not one file, so no folder to find the tasks in: no curves"
             )
+            return None
         options["data_dir"] = str(Path(path).expanduser().resolve().parent)
-    return OnlineProbe(**options, output_dir=str(output_dir))
+    probe = OnlineProbe(**options, output_dir=str(output_dir))
+    try:
+        probe.specs()
+    except ValueError as error:
+        if not inferred:
+            raise
+        log.warning("%s: the run goes on without online quality curves (set online_probe.data_dir)", error)
+        return None
+    return probe
 
 
 def resolve_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:

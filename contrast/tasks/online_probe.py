@@ -102,9 +102,14 @@ class OnlineProbe(pl.Callback):
         self.seconds = 0.0  # time spent probing (embedding and fitting), without reading the data
 
     # -- data --
-    def _prepare(self, cutoff: float) -> dict[str, dict[str, Any]]:
-        from contrast.evaluation.probes.baselines import composition_features
-        from contrast.evaluation.suite import SuiteData, parse_suite
+    def specs(self) -> list:
+        """The suite tasks to probe, checked before training starts.
+
+        Raises:
+            ValueError: a named task that is not in the suite or whose file is not in ``data_dir``, or no task
+                with its file there.
+        """
+        from contrast.evaluation.suite import parse_suite
 
         data_dir = Path(self.suite["data_dir"])
         specs = [s for s in parse_suite(self.suite["tasks"]) if (data_dir / s.file).is_file()]
@@ -112,10 +117,21 @@ class OnlineProbe(pl.Callback):
             specs = [s for s in specs if s.name in self.task_names]
             missing = sorted(set(self.task_names) - {s.name for s in specs})
             if missing:
-                raise ValueError(f"online_probe.tasks {missing}: not in the suite or their files are missing")
+                raise ValueError(
+                    f"online_probe.tasks {missing}: not in the suite, or their files are not in {data_dir}"
+                )
         if not specs:
             raise ValueError(f"online_probe: no task of the suite has its file in {data_dir}")
-        specs = [dataclasses.replace(s, max_train=self.max_train, max_test=self.max_val) for s in specs]
+        return specs
+
+    def _prepare(self, cutoff: float) -> dict[str, dict[str, Any]]:
+        from contrast.evaluation.probes.baselines import composition_features
+        from contrast.evaluation.suite import SuiteData
+
+        data_dir = Path(self.suite["data_dir"])
+        specs = [
+            dataclasses.replace(s, max_train=self.max_train, max_test=self.max_val) for s in self.specs()
+        ]
         suite = SuiteData(specs, data_dir, cutoff, self.suite.get("cache_dir"))
         data, shared = {}, {}  # tasks on the same structures share their graph lists (embedded once)
         for spec in specs:

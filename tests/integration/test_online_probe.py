@@ -79,3 +79,19 @@ def test_the_probe_reads_train_and_val_parts_never_a_test_part(tmp_path):
     test = set(composition_split(dataset.formulas, spec.fractions, spec.seed)["test"])
     used = set(data["positions"]["train"]) | set(data["positions"]["val"])
     assert test and not used & test and data["positions"]["val"]
+
+
+def test_a_preset_probe_without_its_files_is_left_out_with_a_warning_and_an_explicit_one_is_an_error(
+    tmp_path,
+):
+    from omegaconf import OmegaConf
+
+    from contrast.cli.train import online_probe
+
+    (tmp_path / "mine.extxyz").write_text("")
+    probe = {"suite": "tiny", "data_dir": None, "tasks": ["mp_e_form"]}
+    cfg = OmegaConf.create({"online_probe": probe, "data": {"path": str(tmp_path / "mine.extxyz")}})
+    assert online_probe(cfg, tmp_path) is None
+    cfg.online_probe.data_dir = str(tmp_path)
+    with pytest.raises(ValueError, match=r"online_probe.tasks \['mp_e_form'\]"):
+        online_probe(cfg, tmp_path)
