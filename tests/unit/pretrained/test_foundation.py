@@ -33,19 +33,21 @@ def chgnet():
     return encoder
 
 
-def _rotation(seed: int) -> np.ndarray:
+def _rotated(atoms, seed: int):
+    """``atoms`` with cell and positions turned by a random proper rotation."""
     q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    return q * np.sign(np.linalg.det(q))
+    rotation = q * np.sign(np.linalg.det(q))
+    rotated = atoms.copy()
+    rotated.set_cell(atoms.cell[:] @ rotation.T, scale_atoms=False)
+    rotated.positions = atoms.positions @ rotation.T
+    return rotated
 
 
 def test_chgnet_embeddings_are_invariant_to_rotation_and_supercell(chgnet):
     assert "chgnet" in FOUNDATION_MODELS and chgnet.embedding_dim == 3 * 64
     atoms = bulk("NaCl", "rocksalt", a=5.64)
     atoms.rattle(0.05, seed=0)
-    rotated = atoms.copy()
-    rotation = _rotation(1)
-    rotated.set_cell(atoms.cell[:] @ rotation.T, scale_atoms=False)
-    rotated.positions = atoms.positions @ rotation.T
+    rotated = _rotated(atoms, 1)
     supercell = atoms * (2, 1, 1)
     embeddings = contrast.embed(chgnet, [atoms, rotated, supercell]).double()
     assert embeddings.shape == (3, chgnet.embedding_dim)
@@ -94,10 +96,7 @@ def test_sevennet_embeddings_are_invariant_and_its_fresh_baseline_is_seeded(seve
 
     atoms = bulk("NaCl", "rocksalt", a=5.64)
     atoms.rattle(0.05, seed=0)
-    rotated = atoms.copy()
-    rotation = _rotation(2)
-    rotated.set_cell(atoms.cell[:] @ rotation.T, scale_atoms=False)
-    rotated.positions = atoms.positions @ rotation.T
+    rotated = _rotated(atoms, 2)
     embeddings = contrast.embed(sevennet, [atoms, rotated, atoms * (1, 2, 1)]).double()
     assert embeddings.shape == (3, 3 * sevennet.hidden_dim)
     torch.testing.assert_close(embeddings[1], embeddings[0], atol=1e-4, rtol=1e-4)
