@@ -99,7 +99,6 @@ class OnlineProbe(pl.Callback):
         self.rows: list[dict[str, float]] = []
         self._data: dict[str, dict[str, Any]] | None = None
         self._started = time.perf_counter()
-        self.seconds = 0.0  # time spent probing (embedding and fitting), without reading the data
 
     # -- data --
     def specs(self) -> list:
@@ -199,8 +198,6 @@ class OnlineProbe(pl.Callback):
                 started = time.perf_counter()
             metrics = self.probe(pl_module.encoder)
             probe_s = time.perf_counter() - started
-            self.seconds += probe_s
-        if trainer.is_global_zero:
             wall = time.perf_counter() - self._started
             row = {"step": trainer.global_step, "wall_s": wall, "probe_s": probe_s, "prepare_s": prepare_s}
             row.update(metrics)

@@ -16,6 +16,15 @@ from contrast.tasks.online_probe import ridge_gcv
 from contrast.train import run_training
 
 
+def write_mp_stand_in(folder) -> None:
+    """``mp_train.extxyz.gz`` in ``folder``: 60 EMT structures labelled with their energy per atom."""
+    structures = emt_structures(60, seed=3)
+    for atoms in structures:
+        atoms.info["e_form_per_atom"] = atoms.get_potential_energy() / len(atoms)
+    with gzip.open(folder / "mp_train.extxyz.gz", "wt") as handle:
+        ase.io.write(handle, structures, format="extxyz")
+
+
 def test_ridge_gcv_matches_a_direct_solve():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 5)) * [1, 2, 3, 4, 0]  # a constant column is dropped
@@ -32,11 +41,7 @@ def test_ridge_gcv_matches_a_direct_solve():
 def test_a_pretraining_run_logs_online_ratios_from_val_parts_only(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    structures = emt_structures(60, seed=3)
-    for atoms in structures:
-        atoms.info["e_form_per_atom"] = atoms.get_potential_energy() / len(atoms)
-    with gzip.open(folder / "mp_train.extxyz.gz", "wt") as handle:
-        ase.io.write(handle, structures, format="extxyz")
+    write_mp_stand_in(folder)
     run_dir = tmp_path / "run"
     probe = "{suite: tiny, data_dir: %s, tasks: [mp_e_form], every_n_steps: 2, max_train: 40, max_val: 20}"
     run_training(
@@ -67,11 +72,7 @@ def test_the_probe_reads_train_and_val_parts_never_a_test_part(tmp_path):
     from contrast.evaluation.suite import SuiteData, parse_suite
     from contrast.tasks.online_probe import OnlineProbe
 
-    structures = emt_structures(60, seed=3)
-    for atoms in structures:
-        atoms.info["e_form_per_atom"] = atoms.get_potential_energy() / len(atoms)
-    with gzip.open(tmp_path / "mp_train.extxyz.gz", "wt") as handle:
-        ase.io.write(handle, structures, format="extxyz")
+    write_mp_stand_in(tmp_path)
     probe = OnlineProbe("tiny", str(tmp_path), tasks=["mp_e_form"], max_train=1000, max_val=1000)
     data = probe._prepare(cutoff=4.0)["mp_e_form"]
     (spec,) = [s for s in parse_suite(probe.suite["tasks"]) if s.name == "mp_e_form"]

@@ -134,11 +134,11 @@ def extxyz_chunks(
             block, done = "", True
             failure = (index, f"cannot read the file ({error})")
         lines = (pending + block).split("\n")
-        # The last line may go on in the next block; where the file ends early it may end part way (a
-        # number cut short), so it is dropped.
-        ended_early = stream.cut is not None or failure is not None
-        tail = lines.pop() if not done or ended_early else ""
-        tail = "" if done else tail
+        tail = ""
+        if not done:
+            tail = lines.pop()  # it may go on in the next block
+        elif stream.cut is not None or failure is not None:
+            lines.pop()  # the file ended part way through it: a number may be cut short
         left = None if limit is None else limit - index
         spans, stop = scan_frames(lines, eof=done, limit=left)
         while spans:
