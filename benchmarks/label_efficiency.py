@@ -44,16 +44,10 @@ def suite_tasks(names: list[str]):
     return parse_suite({name: tasks[name] for name in names})
 
 
-def nested_fractions(pool: np.ndarray, fractions: list[float], seed: int) -> dict[float, np.ndarray]:
-    """Seeded nested subsets of ``pool``: each fraction's subset contains every smaller one's (at least 2)."""
-    order = np.random.default_rng([seed, 7]).permutation(pool)
-    return {f: np.sort(order[: max(2, int(round(f * len(pool))))]) for f in fractions}
-
-
 def task_split_files(spec, data_dir: Path, cutoff: float, val_size: int, fractions, seeds, out: Path):
     """Write a ``splits.json`` (by id) per (fraction, seed) of one task; returns ``{(fraction, seed): path}``
     and the pool sizes."""
-    from contrast.data.splits import save_split
+    from contrast.data.splits import nested_subsets, save_split
     from contrast.evaluation.suite import SuiteData
 
     suite = SuiteData([spec], data_dir, cutoff)
@@ -67,7 +61,7 @@ def task_split_files(spec, data_dir: Path, cutoff: float, val_size: int, fractio
     pool = train_positions[order[n_val:]]
     files, sizes = {}, {"pool": len(pool), "val": int(n_val), "test": len(graphs.split["test"])}
     for seed in seeds:
-        for fraction, train in nested_fractions(pool, fractions, seed).items():
+        for fraction, train in nested_subsets(pool, fractions, seed).items():
             path = out / spec.name / f"splits_f{fraction:g}_s{seed}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             split = {"train": train.tolist(), "val": val.tolist(), "test": list(graphs.split["test"])}
@@ -167,17 +161,14 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from contrast.evaluation.report import seed_curve
+
     tasks = list(dict.fromkeys(r["task"] for r in results))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows = [r for r in results if r["task"] == task]
-        labels = sorted({r["labels"] for r in rows})
         for key, name in (("pretrained_mae", "pretrained"), ("scratch_mae", "scratch")):
-            values = [[r[key] for r in rows if r["labels"] == n] for n in labels]
-            mean = [np.mean(v) for v in values]
-            low = [m - min(v) for m, v in zip(mean, values)]
-            high = [max(v) - m for m, v in zip(mean, values)]
-            ax.errorbar(labels, mean, yerr=[low, high], marker="o", capsize=3, label=name)
+            seed_curve(ax, [(r["labels"], r[key]) for r in rows], name)
         ax.set_xscale("log")
         ax.set_xlabel("training labels")
         ax.set_ylabel(f"test MAE ({rows[0]['unit']})")

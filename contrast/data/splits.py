@@ -156,6 +156,13 @@ def block_split(
     return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts)}
 
 
+def nested_subsets(pool: Sequence[int], fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
+    """Seeded nested subsets of ``pool``: each fraction's subset (sorted, at least 2 members) contains every
+    smaller fraction's, so a learning curve adds data rather than redrawing it."""
+    order = np.random.default_rng([seed, 7]).permutation(np.asarray(pool))
+    return {f: np.sort(order[: max(2, int(round(f * len(order))))]) for f in fractions}
+
+
 def dataset_fingerprint(ids: Sequence[str]) -> dict[str, Any]:
     """``{"structures": n, "ids_sha256": hex}``: identifies a dataset by its ids in order."""
     digest = hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()

@@ -182,3 +182,14 @@ def ratios_plot(
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=150, format="png")
     return path
+
+
+def seed_curve(ax, points: Sequence[tuple[float, float]], label: str) -> None:
+    """Draw one learning curve on a matplotlib axis: the mean over seeds at each x, with bars from the lowest
+    to the highest seed. ``points`` holds ``(x, value)`` pairs, one per run."""
+    xs = sorted({x for x, _ in points})
+    values = [[v for x, v in points if x == at] for at in xs]
+    mean = np.array([np.mean(v) for v in values])
+    low = mean - np.array([min(v) for v in values])
+    high = np.array([max(v) for v in values]) - mean
+    ax.errorbar(xs, mean, yerr=[low, high], marker="o", capsize=3, label=label)

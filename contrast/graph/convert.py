@@ -13,6 +13,7 @@ import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -253,7 +254,7 @@ def contract_data(**fields) -> Data:
 
 
 def structure_to_graph(
-    structure, cutoff: float = 5.0, require_neighbours: bool = False, dtype: torch.dtype | None = None
+    structure: Any, cutoff: float = 5.0, require_neighbours: bool = False, dtype: torch.dtype | None = None
 ) -> Data:
     """Turn a pymatgen ``Structure`` or an ``ase.Atoms`` into a periodic crystal graph.
 

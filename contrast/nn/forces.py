@@ -12,6 +12,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import Data
 
 from contrast.nn.geometry import graph_index
 
@@ -51,7 +52,11 @@ def apply_strain(pos: Tensor, cell: Tensor, batch: Tensor, strain: Tensor) -> tu
 
 
 def energy_forces_stress(
-    model: EnergyFn, data, compute_forces: bool = True, compute_stress: bool = False, training: bool = False
+    model: EnergyFn,
+    data: Data,
+    compute_forces: bool = True,
+    compute_stress: bool = False,
+    training: bool = False,
 ) -> dict[str, Tensor]:
     """Energies, forces and stress of a batch of crystals.
 

@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ class ContrastCalculator(Calculator):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float64,
         forward_fn: ForwardFn | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.device = torch.device(device)

@@ -15,17 +15,6 @@ from contrast.data.io.emt import emt_structures
 ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0}
 
 
-def test_nested_fractions_are_nested_seeded_and_at_least_two(benchmark_script):
-    bench = benchmark_script("label_efficiency")
-    pool = np.arange(100, 300)
-    subsets = bench.nested_fractions(pool, [0.001, 0.1, 0.5, 1.0], seed=3)
-    assert len(subsets[0.001]) == 2 and len(subsets[0.1]) == 20 and len(subsets[1.0]) == 200
-    assert set(subsets[0.001]) <= set(subsets[0.1]) <= set(subsets[0.5]) <= set(subsets[1.0]) == set(pool)
-    again = bench.nested_fractions(pool, [0.1], seed=3)[0.1]
-    np.testing.assert_array_equal(again, subsets[0.1])
-    assert not np.array_equal(bench.nested_fractions(pool, [0.1], seed=4)[0.1], subsets[0.1])
-
-
 @pytest.mark.slow
 def test_label_efficiency_runs_both_starts_on_the_suite_split(
     benchmark_script, untrained_checkpoint, tmp_path

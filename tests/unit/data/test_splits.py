@@ -12,7 +12,14 @@ from torch_geometric.data import Batch
 
 import contrast
 from contrast.data.datamodule import CrystalDataModule
-from contrast.data.splits import composition_split, load_split, random_split, save_split, select_split
+from contrast.data.splits import (
+    composition_split,
+    load_split,
+    nested_subsets,
+    random_split,
+    save_split,
+    select_split,
+)
 
 FORMULAS = [f"A{k % 23}B" for k in range(200)]
 
@@ -213,3 +220,12 @@ def test_dataset_ids_are_unique_and_do_not_depend_on_skipped_entries():
     assert ids[4] == "x3" and ids[5] == "5" and ids[6] == "x5"
     skipping = contrast.load_dataset(entries, targets=["band_gap"], on_error="skip")
     assert skipping.ids == ids[1:]
+
+
+def test_nested_subsets_are_nested_seeded_and_at_least_two():
+    pool = np.arange(100, 300)
+    subsets = nested_subsets(pool, [0.001, 0.1, 0.5, 1.0], seed=3)
+    assert len(subsets[0.001]) == 2 and len(subsets[0.1]) == 20 and len(subsets[1.0]) == 200
+    assert set(subsets[0.001]) <= set(subsets[0.1]) <= set(subsets[0.5]) <= set(subsets[1.0]) == set(pool)
+    np.testing.assert_array_equal(nested_subsets(pool, [0.1], seed=3)[0.1], subsets[0.1])
+    assert not np.array_equal(nested_subsets(pool, [0.1], seed=4)[0.1], subsets[0.1])
