@@ -4,7 +4,8 @@
   the probe suite's table);
 - ``reference/cli.md``: the commands of ``python -m contrast`` and the options of each command's config;
 - ``reference/config.md``: every config group of ``contrast/conf/`` with its options, their YAML and comments;
-- ``benchmarks.md``: ``BENCHMARKS.md`` (its figures copied under ``assets/benchmarks/``).
+- ``benchmarks.md``: ``BENCHMARKS.md`` (its figures copied under ``assets/benchmarks/``);
+- in the API pages, docstrings' Sphinx roles (``:func:`x```) are shown as the code span alone.
 
 The notebooks come in through ``docs/notebooks``, a link to ``notebooks/`` (rendered by mkdocs-jupyter).
 """
@@ -194,3 +195,11 @@ def benchmarks_page(files: Files, config) -> str:
         return f"![{match.group(1)}]({uri})"
 
     return re.sub(r"!\[([^\]]*)\]\(((?:benchmarks|docs)/[^)]+)\)", image, text)
+
+
+SPHINX_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):(?=<code>)")
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    """The docstrings name things with Sphinx roles (:func:`x`); on the site the code span alone reads right."""
+    return SPHINX_ROLE.sub("", html)
