@@ -201,5 +201,5 @@ SPHINX_ROLE = re.compile(r":(?:func|meth|class|mod|attr|data|obj|exc):(?=<code>)
 
 
 def on_page_content(html: str, page, config, files) -> str:
-    """The docstrings name things with Sphinx roles (:func:`x`); on the site the code span alone reads right."""
+    """Docstrings name things with Sphinx roles (:func:`x`); on the site the code span alone reads right."""
     return SPHINX_ROLE.sub("", html)
