@@ -5,7 +5,7 @@
         [--minutes 2] [--checkpoint painn-mp-cpu-2400]
 
 For each mlearn training file, the split of ``experiment=mlearn`` (contiguous blocks of 10 frames of each
-``group``, 10% validation, seed 0) fixes one validation part; each fraction of the remaining training frames
+``group`` spread evenly along it, 10% validation, seed 0) fixes one validation part; each fraction of the remaining training frames
 is a seeded subsample, nested across fractions (``contrast.data.splits.nested_subsets``). Every (element,
 fraction, seed) trains ``python -m contrast.train experiment=mlearn`` three times with the same wall-clock
 budget:
@@ -39,14 +39,16 @@ ARMS = ("scratch", "pretrained", "frozen")
 
 
 def preset_split(path: Path, seed: int = 0, block_size: int = 10, val_fraction: float = 0.1):
-    """The ids of a file's frames and the preset's block split of them (positions per part)."""
+    """The ids of a file's frames and the preset's block split of them (positions per part): blocks of each
+    group, spread evenly along it (``data.block_spread=true``)."""
     from contrast.data.io.readers import read_file
     from contrast.data.splits import block_split
 
     entries = read_file(str(path))
     ids = [entry.id for entry in entries]
     groups = [str(entry.labels.get("group", "unknown")) for entry in entries]
-    split = block_split(groups, (1.0 - val_fraction, val_fraction, 0.0), seed=seed, block_size=block_size)
+    fractions = (1.0 - val_fraction, val_fraction, 0.0)
+    split = block_split(groups, fractions, seed=seed, block_size=block_size, spread=True)
     return ids, groups, split
 
 

@@ -145,6 +145,8 @@ class CrystalDataModule(pl.LightningDataModule):
             contiguous blocks (all structures are one group without a key). Energy runs report their
             validation errors per group.
         block_size: structures per block of ``split="blocks"``.
+        block_spread: pick the held-out blocks evenly along each group instead of at random
+            (:func:`contrast.data.splits.block_split`).
     """
 
     def __init__(
@@ -175,6 +177,7 @@ class CrystalDataModule(pl.LightningDataModule):
         id_column: str | None = None,
         group_key: str | None = None,
         block_size: int = 10,
+        block_spread: bool = False,
     ):
         super().__init__()
         if split not in SPLITS:
@@ -205,6 +208,7 @@ class CrystalDataModule(pl.LightningDataModule):
         self.min_batch_size = int(min_batch_size)
         self.group_key = group_key
         self.block_size = int(block_size)
+        self.block_spread = bool(block_spread)
         options = {"format": format, "cif_column": cif_column, "id_column": id_column}
         self.reader_options = {key: value for key, value in options.items() if value is not None}
         self.sources = parse_sources(sources) if sources else None
@@ -340,7 +344,7 @@ class CrystalDataModule(pl.LightningDataModule):
             return group_split(dataset.groups, self.fractions, self.seed)
         if self.split == "blocks":
             groups = dataset.groups if dataset.groups is not None else [""] * len(dataset)
-            return block_split(groups, self.fractions, self.seed, self.block_size)
+            return block_split(groups, self.fractions, self.seed, self.block_size, self.block_spread)
         return random_split(len(dataset), self.fractions, self.seed)
 
     def part_groups(self, part: str) -> list[str] | None:

@@ -114,6 +114,7 @@ def block_split(
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     block_size: int = 10,
+    spread: bool = False,
 ) -> dict[str, list[int]]:
     """Contiguous blocks of each group go to one part each, so that no held-out structure has a neighbour
     from the same stretch of a trajectory in training.
@@ -128,6 +129,12 @@ def block_split(
         fractions: train, val and test fractions.
         seed: shuffles the blocks.
         block_size: structures per block (consecutive frames of a trajectory are near copies).
+        spread: pick each group's held-out blocks evenly along the group (systematic sampling from a seeded
+            offset: ``round(fraction x blocks)`` blocks per held-out part, one block of the largest group when
+            that gives a part none, at least one block of each group left for training) instead of at random,
+            so that they cover every stretch of the file. For files whose frames carry no group, where kinds
+            of frames follow each other (vacancies, then molecular dynamics, then strained cells), random
+            blocks can all land in one kind.
     """
     if block_size < 1:
         raise ValueError(f"block_size must be at least 1, got {block_size}")
@@ -137,12 +144,22 @@ def block_split(
     fractions = _check_fractions(fractions)
     held_out = [p for p in (1, 2) if fractions[p] > 0]  # val, test
     parts: list[list[int]] = [[], [], []]
-    for k, group in enumerate(sorted(members)):
-        indices = members[group]
-        blocks = [indices[start : start + block_size] for start in range(0, len(indices), block_size)]
+    grouped = {
+        group: [indices[start : start + block_size] for start in range(0, len(indices), block_size)]
+        for group, indices in sorted(members.items())
+    }
+    if spread:
+        sizes = {group: len(blocks) for group, blocks in grouped.items()}
+        counts = _spread_counts(sizes, fractions, held_out)
+        for k, (group, blocks) in enumerate(grouped.items()):
+            for part, chosen in _spread_blocks(len(blocks), counts[group], [seed, k]).items():
+                for b in chosen:
+                    parts[part].extend(blocks[b])
+        return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts)}
+    for k, blocks in enumerate(grouped.values()):
         order = np.random.default_rng([seed, k]).permutation(len(blocks))
         counts = np.zeros(3)
-        targets = fractions * len(indices)
+        targets = fractions * sum(len(block) for block in blocks)
         owed = [p for p in held_out if fractions[p] * len(blocks) >= 1]  # a share of at least one block
         for rank, b in enumerate(order):
             if rank < len(owed):
@@ -154,6 +171,40 @@ def block_split(
             parts[part].extend(blocks[b])
             counts[part] += len(blocks[b])
     return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts)}
+
+
+def _spread_counts(
+    n_blocks: dict[str, int], fractions: np.ndarray, held_out: list[int]
+) -> dict[str, dict[int, int]]:
+    """Held-out blocks per group and part: ``round(fraction x blocks)``, keeping at least one block of every
+    group in training; a held-out part that would get none at all takes one block of the largest group."""
+    counts = {}
+    for group, n in n_blocks.items():
+        room, counts[group] = n - 1, {}
+        for p in held_out:
+            counts[group][p] = min(int(round(fractions[p] * n)), room)
+            room -= counts[group][p]
+    for p in held_out:
+        if not any(c[p] for c in counts.values()):
+            roomy = [g for g, n in n_blocks.items() if n - 1 - sum(counts[g].values()) > 0]
+            if roomy:
+                counts[max(roomy, key=lambda g: n_blocks[g])][p] = 1
+    return counts
+
+
+def _spread_blocks(n_blocks: int, counts: dict[int, int], seed) -> dict[int, list[int]]:
+    """Blocks per part (0 train, 1 val, 2 test) of one group, the ``counts`` held-out ones evenly spaced along
+    it at ``floor((offset + j) x n_blocks / total)`` (a seeded offset), the parts interleaved in a seeded
+    order."""
+    rng = np.random.default_rng(seed)
+    total = sum(counts.values())
+    chosen = np.floor((rng.random() + np.arange(total)) * n_blocks / max(total, 1)).astype(int).tolist()
+    labels = [p for p, count in counts.items() for _ in range(count)]
+    labels = [labels[i] for i in rng.permutation(len(labels))]
+    parts: dict[int, list[int]] = {0: [b for b in range(n_blocks) if b not in set(chosen)], 1: [], 2: []}
+    for b, part in zip(chosen, labels):
+        parts[part].append(b)
+    return parts
 
 
 def nested_subsets(pool: Sequence[int], fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:

@@ -41,6 +41,7 @@ def test_mlearn_preset_trains_one_epoch_and_scales_the_head(tmp_path, scale):
             "encoder.hidden_dim=16",
             "encoder.num_layers=2",
             f"task.energy_scale={scale}",
+            "data.block_size=2",  # 6 blocks per group: one of each group to validation
         ],
         run_dir=run_dir,
     )

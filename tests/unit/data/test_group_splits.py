@@ -50,6 +50,49 @@ def test_block_split_is_seeded_and_checks_its_block_size():
         block_split(GROUPS, block_size=0)
 
 
+@pytest.mark.parametrize("fractions", [(0.9, 0.1, 0.0), (0.8, 0.1, 0.1), (0.6, 0.2, 0.2)])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_spread_blocks_are_whole_evenly_spaced_and_as_many_as_the_fractions_say(fractions, seed):
+    kinds = ["unknown"] * 270  # one label, as in a file whose frames carry no group
+    block_size = 10
+    split = block_split(kinds, fractions, seed=seed, block_size=block_size, spread=True)
+    where = _part_of(split)
+    assert sorted(where) == list(range(270))
+    blocks = {}
+    for start in range(0, 270, block_size):
+        parts = {where[i] for i in range(start, min(start + block_size, 270))}
+        assert len(parts) == 1  # blocks stay whole
+        blocks[start // block_size] = parts.pop()
+    held = sorted(b for b, part in blocks.items() if part != "train")
+    for part, fraction in zip(("val", "test"), fractions[1:]):
+        assert sum(p == part for p in blocks.values()) == round(fraction * 27)
+    # evenly spaced: the held-out blocks cut the 27 blocks into stretches of equal length (up to one block)
+    stride = 27 / len(held)
+    assert held[0] < stride + 1 and all(abs((b - a) - stride) <= 1 for a, b in zip(held, held[1:]))
+    assert split == block_split(kinds, fractions, seed=seed, block_size=block_size, spread=True)
+
+
+def test_spread_reaches_every_stretch_of_a_file_where_random_blocks_can_miss_one():
+    # 270 frames without groups: 90 vacancies, then 90 MD frames, then 90 strained cells
+    kinds = ["unknown"] * 270
+    kind_of = ["vacancy"] * 90 + ["md"] * 90 + ["elastic"] * 90
+    for seed in range(10):
+        val = block_split(kinds, (0.9, 0.1, 0.0), seed=seed, block_size=10, spread=True)["val"]
+        assert {kind_of[i] for i in val} == {"vacancy", "md", "elastic"}
+    missed = sum(
+        len({kind_of[i] for i in block_split(kinds, (0.9, 0.1, 0.0), seed=seed, block_size=10)["val"]}) < 3
+        for seed in range(10)
+    )
+    assert missed > 0  # what spreading is for
+
+
+def test_the_mlearn_preset_spreads_its_validation_blocks():
+    from omegaconf import OmegaConf
+
+    preset = OmegaConf.load(contrast.CONFIG_DIR / "experiment" / "mlearn.yaml")
+    assert preset.data.split == "blocks" and preset.data.block_spread is True
+
+
 def _frames(tmp_path, labels):
     frames = []
     for k, label in enumerate(labels):
