@@ -5,10 +5,10 @@
         [--minutes 2] [--checkpoint painn-mp-cpu-2400]
 
 For each mlearn training file, the split of ``experiment=mlearn`` (contiguous blocks of 10 frames of each
-``group`` spread evenly along it, 10% validation, seed 0) fixes one validation part; each fraction of the remaining training frames
-is a seeded subsample, nested across fractions (``contrast.data.splits.nested_subsets``). Every (element,
-fraction, seed) trains ``python -m contrast.train experiment=mlearn`` three times with the same wall-clock
-budget:
+``group`` spread evenly along it, 10% validation, seed 0) fixes one validation part; each fraction of the
+remaining training frames is a seeded subsample, nested across fractions
+(``contrast.data.splits.nested_subsets``). Every (element, fraction, seed) trains ``python -m contrast.train
+experiment=mlearn`` three times with the same wall-clock budget:
 
 - ``scratch``: a freshly initialised encoder of the preset's architecture, everything trained;
 - ``pretrained``: the encoder of ``--checkpoint``, everything trained;
