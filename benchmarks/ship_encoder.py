@@ -1,4 +1,5 @@
-"""Package a pretrained encoder: ``contrast/models/<name>.pt`` (weights) and ``<name>.json`` (its card).
+"""Package a pretrained encoder: ``contrast/pretrained/models/<name>.pt`` (weights) and ``<name>.json`` (its
+card).
 
     python benchmarks/ship_encoder.py --checkpoint runs/x/checkpoints/last.ckpt --name contrast-mp-painn \
         --command "python -m contrast.train experiment=mp_pretrain_cpu ..." --results runs/evaluate/y
@@ -19,8 +20,7 @@ from pathlib import Path
 import torch
 
 from contrast.pretrained.checkpoint import encoder_config_and_weights, read_checkpoint
-
-MODELS = Path(__file__).resolve().parents[1] / "contrast" / "models"
+from contrast.pretrained.loading import MODELS_DIR as MODELS  # where load_encoder(name) looks
 MAX_BYTES = 5 * 1024 * 1024
 
 

@@ -139,3 +139,10 @@ def test_a_shipped_readout_is_the_one_loaded(ship_encoder_script, tmp_path, task
     reference.pooling, reference.readout_layers = "mean+max", "all"
     assert shipped.readout_layers == "all" and shipped.embedding_dim == reference.embedding_dim
     torch.testing.assert_close(contrast.embed(shipped, _crystals()), contrast.embed(reference, _crystals()))
+
+
+def test_the_shipping_script_writes_where_load_encoder_reads(ship_encoder_script):
+    from contrast.pretrained import loading
+
+    assert ship_encoder_script.MODELS == loading.MODELS_DIR
+    assert (ship_encoder_script.MODELS / "painn-mp-cpu-2400.json").exists()
