@@ -21,6 +21,7 @@ import torch
 
 from contrast.pretrained.checkpoint import encoder_config_and_weights, read_checkpoint
 from contrast.pretrained.loading import MODELS_DIR as MODELS  # where load_encoder(name) looks
+
 MAX_BYTES = 5 * 1024 * 1024
 
 
