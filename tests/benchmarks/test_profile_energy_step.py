@@ -11,7 +11,8 @@ from contrast.data.io.emt import emt_structures
 def test_profile_prints_step_time_and_operators(benchmark_script, tmp_path, capsys):
     frames = emt_structures(num_structures=4, seed=1, elements=["Cu"])
     for atoms in frames:
-        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
     path = tmp_path / "cu.extxyz"
     write(path, frames, format="extxyz")
     bench = benchmark_script("profile_energy_step")
