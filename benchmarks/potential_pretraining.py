@@ -170,6 +170,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from contrast.evaluation.report import seed_curve
 
@@ -186,6 +187,9 @@ def plot(results: list[dict], path: Path) -> None:
                     seed_curve(ax, [(r["frames"], scale * r[key]) for r in runs], arm)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            frames = sorted({r["frames"] for r in results if r["element"] == element})
+            ax.set_xticks(frames, [str(n) for n in frames])
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("training frames")
             ax.set_ylabel(f"validation {key.split('_')[0]} MAE ({unit})")
             ax.set_title(f"mlearn {element}")
