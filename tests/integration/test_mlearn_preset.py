@@ -47,10 +47,9 @@ def test_mlearn_preset_trains_one_epoch_and_scales_the_head(tmp_path, scale):
     )
     config = (run_dir / "config.yaml").read_text()
     assert "kind: cosine_time" in config and "max_time: 00:00:30:00" in config
-    # the encoder starts from the shipped one, whose architecture wins over the encoder group's (16 x 2 here)
-    assert "checkpoint: painn-mp-cpu-2400" in config
+    # from scratch, with the encoder group's architecture (16 x 2 here)
     trained = contrast.load_encoder(run_dir / "checkpoints" / "last.ckpt")
-    assert trained.hidden_dim == 64 and len(trained.messages) == 3
+    assert trained.hidden_dim == 16 and len(trained.messages) == 2
     last = summary["last_epoch"]
     assert np.isfinite(last["val/energy_mae_per_atom"]) and np.isfinite(last["val/force_mae"])
     # validation in blocks of each group, reported per group
