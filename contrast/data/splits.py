@@ -152,9 +152,9 @@ def block_split(
         sizes = {group: len(blocks) for group, blocks in grouped.items()}
         counts = _spread_counts(sizes, fractions, held_out)
         for k, (group, blocks) in enumerate(grouped.items()):
-            for part, chosen in _spread_blocks(len(blocks), counts[group], [seed, k]).items():
-                for b in chosen:
-                    parts[part].extend(blocks[b])
+            held = _spread_blocks(len(blocks), counts[group], [seed, k])
+            for b, block in enumerate(blocks):
+                parts[held.get(b, 0)].extend(block)
         return {name: sorted(part) for name, part in zip(SPLIT_NAMES, parts)}
     for k, blocks in enumerate(grouped.values()):
         order = np.random.default_rng([seed, k]).permutation(len(blocks))
@@ -192,19 +192,15 @@ def _spread_counts(
     return counts
 
 
-def _spread_blocks(n_blocks: int, counts: dict[int, int], seed) -> dict[int, list[int]]:
-    """Blocks per part (0 train, 1 val, 2 test) of one group, the ``counts`` held-out ones evenly spaced along
-    it at ``floor((offset + j) x n_blocks / total)`` (a seeded offset), the parts interleaved in a seeded
-    order."""
+def _spread_blocks(n_blocks: int, counts: dict[int, int], seed) -> dict[int, int]:
+    """The held-out blocks of one group and their parts (1 val, 2 test): ``counts`` blocks evenly spaced along
+    the group at ``floor((offset + j) x n_blocks / total)`` (a seeded offset), the parts interleaved in a
+    seeded order; every other block trains."""
     rng = np.random.default_rng(seed)
     total = sum(counts.values())
-    chosen = np.floor((rng.random() + np.arange(total)) * n_blocks / max(total, 1)).astype(int).tolist()
-    labels = [p for p, count in counts.items() for _ in range(count)]
-    labels = [labels[i] for i in rng.permutation(len(labels))]
-    parts: dict[int, list[int]] = {0: [b for b in range(n_blocks) if b not in set(chosen)], 1: [], 2: []}
-    for b, part in zip(chosen, labels):
-        parts[part].append(b)
-    return parts
+    chosen = np.floor((rng.random() + np.arange(total)) * n_blocks / max(total, 1)).astype(int)
+    labels = rng.permutation([p for p, count in counts.items() for _ in range(count)])
+    return dict(zip(chosen.tolist(), labels.tolist()))
 
 
 def nested_subsets(pool: Sequence[int], fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
