@@ -8,6 +8,7 @@ import logging
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from contrast.nn.forces import energy_forces_stress
 from contrast.nn.heads import EnergyHead, EnergyModel
@@ -19,6 +20,8 @@ from contrast.tasks.starts import load_encoder_weights, run_arguments, starting_
 
 log = logging.getLogger(__name__)
 
+LOSS_KINDS = ("mse", "huber")
+
 
 class EnergyTask(TaskModule):
     """Energies, forces (F = -dE/dpos) and stress ((1/V) dE/d strain) from an energy head on an encoder.
@@ -28,7 +31,11 @@ class EnergyTask(TaskModule):
         head: keyword arguments of :class:`contrast.nn.heads.EnergyHead` (``in_dim`` is filled in).
         optimizer: ``_target_`` config of a torch optimiser.
         scheduler: warm-up + cosine settings, or None.
-        loss_weights: weights of the ``energy`` (per atom), ``forces`` and ``stress`` MSE terms.
+        loss_weights: weights of the ``energy`` (per atom), ``forces`` and ``stress`` terms.
+        loss_kind: the penalty of each term: ``mse`` (mean squared error) or ``huber`` (squared below
+            ``huber_delta``, linear above it: large errors of a few frames pull less; the form MACE trains
+            with).
+        huber_delta: where the Huber penalty turns linear, in each term's unit (eV/atom, eV/Å, eV/Å^3).
         freeze_encoder: train the head only.
         layer_decay: learning-rate multiplier per encoder block, counted down from the head
             (1.0: one learning rate; 0.8: the last layer gets 0.8x, the one before 0.64x, ...).
@@ -59,8 +66,14 @@ class EnergyTask(TaskModule):
         energy_scale: str = "energy",
         restore_best: bool = True,
         ema_decay: float | None = None,
+        loss_kind: str = "mse",
+        huber_delta: float = 0.01,
         task: str = "energy",
     ):
+        if loss_kind not in LOSS_KINDS:
+            raise ValueError(f"loss_kind must be one of {sorted(LOSS_KINDS)}, got {loss_kind!r}")
+        if not huber_delta > 0:
+            raise ValueError(f"huber_delta must be positive, got {huber_delta}")
         if energy_scale not in ("energy", "forces"):
             raise ValueError(f"energy_scale must be 'energy' or 'forces', got {energy_scale!r}")
         check_decay(ema_decay)
@@ -145,20 +158,26 @@ class EnergyTask(TaskModule):
             training=training,
         )
 
+    def _penalty(self, error: Tensor) -> Tensor:
+        """Mean penalty of ``error`` (any shape): squared, or Huber with ``huber_delta``."""
+        if self.hparams.loss_kind == "huber":
+            return F.huber_loss(error, torch.zeros_like(error), delta=self.hparams.huber_delta)
+        return error.pow(2).mean()
+
     def _step(self, batch, stage: str) -> Tensor:
         out = self(batch, training=stage == "train")
         atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(out["energy"].dtype)  # [B]
         energy_error = (out["energy"] - batch.energy.view(-1)) / atoms  # [B] eV/atom
         force_error = out["forces"] - batch.forces  # [N, 3]
-        loss = self.loss_weights["energy"] * energy_error.pow(2).mean()
-        loss = loss + self.loss_weights["forces"] * force_error.pow(2).mean()
+        loss = self.loss_weights["energy"] * self._penalty(energy_error)
+        loss = loss + self.loss_weights["forces"] * self._penalty(force_error)
         metrics = {
             f"{stage}/energy_mae_per_atom": energy_error.abs().mean(),
             f"{stage}/force_mae": force_error.abs().mean(),
         }
         if self._needs_stress and hasattr(batch, "stress"):
             stress_error = out["stress"] - batch.stress.view(-1, 3, 3)  # [B, 3, 3]
-            loss = loss + self.loss_weights["stress"] * stress_error.pow(2).mean()
+            loss = loss + self.loss_weights["stress"] * self._penalty(stress_error)
             metrics[f"{stage}/stress_mae"] = stress_error.abs().mean()
         on_step = stage == "train"
         self.log_dict(metrics, batch_size=batch.num_graphs, on_epoch=True, sync_dist=not on_step)
