@@ -58,6 +58,20 @@ def optimizer_class(config: Mapping) -> type[torch.optim.Optimizer]:
     return cls
 
 
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite: the weights are lost, so the run stops instead of going on."""
+
+
+def check_finite_loss(loss: torch.Tensor, epoch: int, step: int, batch_idx: int) -> None:
+    """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite, naming where and what to change."""
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise TrainingDiverged(
+            f"the training loss is {loss.detach().flatten()[0].item()} at epoch {epoch}, step {step} (batch "
+            f"{batch_idx}): training diverged and the weights are no longer usable. Lower the learning rate "
+            "(task.optimizer.lr=...) or clip gradients (trainer.gradient_clip_val=10), then start again."
+        )
+
+
 class TaskModule(pl.LightningModule):
     """Base LightningModule: optimiser from config, warm-up + cosine schedule per step, throughput logging.
 
@@ -73,7 +87,9 @@ class TaskModule(pl.LightningModule):
         raise NotImplementedError
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        check_finite_loss(loss, self.current_epoch, self.global_step, batch_idx)
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "val")

@@ -1,0 +1,49 @@
+"""A training loss that turns NaN or infinite stops the run with a clear error instead of training on for the
+rest of the budget and writing NaN metrics and weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from contrast.data.datamodule import CrystalDataModule
+from contrast.data.io.emt import emt_structures
+from contrast.tasks.base import TrainingDiverged, check_finite_loss
+from contrast.tasks.energy import EnergyTask
+
+ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0, "num_rbf": 8}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_loss_is_refused_with_where_and_what_to_change(value):
+    with pytest.raises(TrainingDiverged, match=r"epoch 3, step 120 \(batch 7\).*task.optimizer.lr.*gradient_clip_val"):
+        check_finite_loss(torch.tensor(value), 3, 120, 7)
+    check_finite_loss(torch.tensor(0.25), 3, 120, 7)  # a finite loss passes
+
+
+def test_a_run_whose_loss_turns_nan_stops_at_that_step(quiet_trainer, tmp_path):
+    datamodule = CrystalDataModule(
+        source=emt_structures(16, elements=["Cu"]),
+        cutoff=4.0,
+        targets=["energy", "forces"],
+        batch_size=4,
+        fractions=(0.75, 0.25, 0.0),
+        cache_dir=tmp_path,
+    )
+    task = EnergyTask(encoder=ENCODER, optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3}, restore_best=False)
+    steps = []
+    honest_step = task._step
+
+    def step_that_blows_up(batch, stage):
+        loss = honest_step(batch, stage)
+        if stage == "train":
+            steps.append(len(steps))
+            if len(steps) == 5:  # the fifth training batch: the second of the second epoch
+                return loss * float("nan")
+        return loss
+
+    task._step = step_that_blows_up
+    trainer = quiet_trainer(4)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, step 4 \(batch 1\)"):
+        trainer.fit(task, datamodule=datamodule)
+    assert len(steps) == 5  # nothing trained after the bad step
