@@ -59,7 +59,7 @@ def optimizer_class(config: Mapping) -> type[torch.optim.Optimizer]:
 
 
 class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite: the weights are lost, so the run stops instead of going on."""
+    """The training loss became NaN or infinite: the weights are lost, so the run stops here."""
 
 
 def check_finite_loss(loss: torch.Tensor, epoch: int, step: int, batch_idx: int) -> None:

@@ -11,12 +11,20 @@ from contrast.data.io.emt import emt_structures
 from contrast.tasks.base import TrainingDiverged, check_finite_loss
 from contrast.tasks.energy import EnergyTask
 
-ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0, "num_rbf": 8}
+ENCODER = {
+    "_target_": "contrast.nn.schnet.SchNet",
+    "hidden_dim": 8,
+    "num_layers": 1,
+    "cutoff": 4.0,
+    "num_rbf": 8,
+}
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_a_non_finite_loss_is_refused_with_where_and_what_to_change(value):
-    with pytest.raises(TrainingDiverged, match=r"epoch 3, step 120 \(batch 7\).*task.optimizer.lr.*gradient_clip_val"):
+    with pytest.raises(
+        TrainingDiverged, match=r"epoch 3, step 120 \(batch 7\).*task.optimizer.lr.*gradient_clip_val"
+    ):
         check_finite_loss(torch.tensor(value), 3, 120, 7)
     check_finite_loss(torch.tensor(0.25), 3, 120, 7)  # a finite loss passes
 
@@ -30,7 +38,9 @@ def test_a_run_whose_loss_turns_nan_stops_at_that_step(quiet_trainer, tmp_path):
         fractions=(0.75, 0.25, 0.0),
         cache_dir=tmp_path,
     )
-    task = EnergyTask(encoder=ENCODER, optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3}, restore_best=False)
+    task = EnergyTask(
+        encoder=ENCODER, optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3}, restore_best=False
+    )
     steps = []
     honest_step = task._step
 

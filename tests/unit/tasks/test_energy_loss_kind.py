@@ -11,7 +11,13 @@ from contrast.data.datamodule import CrystalDataModule
 from contrast.data.io.emt import emt_structures
 from contrast.tasks.energy import EnergyTask
 
-ENCODER = {"_target_": "contrast.nn.schnet.SchNet", "hidden_dim": 8, "num_layers": 1, "cutoff": 4.0, "num_rbf": 8}
+ENCODER = {
+    "_target_": "contrast.nn.schnet.SchNet",
+    "hidden_dim": 8,
+    "num_layers": 1,
+    "cutoff": 4.0,
+    "num_rbf": 8,
+}
 OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3}
 
 
@@ -24,7 +30,9 @@ def _huber(error: torch.Tensor, delta: float) -> torch.Tensor:
 def test_the_training_loss_is_the_weighted_penalty_of_energy_and_force_errors(kind, tmp_path):
     torch.manual_seed(0)
     weights = {"energy": 3.0, "forces": 0.5}
-    task = EnergyTask(encoder=ENCODER, optimizer=OPTIMIZER, loss_weights=weights, loss_kind=kind, huber_delta=0.05)
+    task = EnergyTask(
+        encoder=ENCODER, optimizer=OPTIMIZER, loss_weights=weights, loss_kind=kind, huber_delta=0.05
+    )
     datamodule = CrystalDataModule(
         source=emt_structures(6, elements=["Cu"]),
         cutoff=4.0,
