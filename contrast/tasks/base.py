@@ -62,14 +62,27 @@ class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite: the weights are lost, so the run stops here."""
 
 
-def check_finite_loss(loss: torch.Tensor, epoch: int, step: int, batch_idx: int) -> None:
-    """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite, naming where and what to change."""
-    if not bool(torch.isfinite(loss.detach()).all()):
-        raise TrainingDiverged(
-            f"the training loss is {loss.detach().flatten()[0].item()} at epoch {epoch}, step {step} (batch "
-            f"{batch_idx}): training diverged and the weights are no longer usable. Lower the learning rate "
-            "(task.optimizer.lr=...) or clip gradients (trainer.gradient_clip_val=10), then start again."
-        )
+def check_finite_loss(
+    loss: torch.Tensor, epoch: int, step: int, batch_idx: int, finite_everywhere: bool | None = None
+) -> None:
+    """Raise :class:`TrainingDiverged` when ``loss`` is NaN or infinite, naming where and what to change.
+
+    ``finite_everywhere``: whether every process's loss was finite (under DDP), so that all processes stop
+    at the same step rather than the others waiting for the one that stopped; None: this process only.
+    """
+    finite_here = bool(torch.isfinite(loss.detach()).all())
+    if finite_here and finite_everywhere is not False:
+        return
+    where = (
+        f"the training loss is {loss.detach().flatten()[0].item()}"
+        if not finite_here
+        else "the training loss of another process is not finite"
+    )
+    raise TrainingDiverged(
+        f"{where} at epoch {epoch}, step {step} (batch {batch_idx}): training diverged and the weights are "
+        "no longer usable. Lower the learning rate (task.optimizer.lr=...) or clip gradients "
+        "(trainer.gradient_clip_val=10), then start again."
+    )
 
 
 class TaskModule(pl.LightningModule):
@@ -88,7 +101,11 @@ class TaskModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
-        check_finite_loss(loss, self.current_epoch, self.global_step, batch_idx)
+        everywhere = None
+        if self.trainer.world_size > 1:  # one small collective per step: every process stops together
+            finite = bool(torch.isfinite(loss.detach()).all())
+            everywhere = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        check_finite_loss(loss, self.current_epoch, self.global_step, batch_idx, everywhere)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -57,3 +57,33 @@ def test_a_run_whose_loss_turns_nan_stops_at_that_step(quiet_trainer, tmp_path):
     with pytest.raises(TrainingDiverged, match=r"epoch 1, step 4 \(batch 1\)"):
         trainer.fit(task, datamodule=datamodule)
     assert len(steps) == 5  # nothing trained after the bad step
+
+
+def test_under_ddp_a_finite_process_stops_too_when_another_diverged():
+    check_finite_loss(torch.tensor(0.25), 2, 50, 3, finite_everywhere=True)
+    with pytest.raises(TrainingDiverged, match=r"another process is not finite at epoch 2, step 50"):
+        check_finite_loss(torch.tensor(0.25), 2, 50, 3, finite_everywhere=False)
+    with pytest.raises(TrainingDiverged, match=r"the training loss is nan"):
+        check_finite_loss(torch.tensor(float("nan")), 2, 50, 3, finite_everywhere=False)
+
+
+def test_the_training_step_asks_every_process_when_there_are_several():
+    task = EnergyTask(encoder=ENCODER, optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3})
+    decisions = []
+
+    class Strategy:
+        def reduce_boolean_decision(self, decision, all=True):
+            decisions.append((decision, all))
+            return False  # another process saw a NaN
+
+    class Trainer:
+        world_size = 2
+        strategy = Strategy()
+        current_epoch = 1
+        global_step = 9
+
+    task._trainer = Trainer()
+    task._step = lambda batch, stage: torch.tensor(0.5)
+    with pytest.raises(TrainingDiverged, match=r"another process is not finite at epoch 1, step 9"):
+        task.training_step(None, 0)
+    assert decisions == [(True, True)]
