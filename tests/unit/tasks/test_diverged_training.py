@@ -6,18 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contrast.data.datamodule import CrystalDataModule
-from contrast.data.io.emt import emt_structures
 from contrast.tasks.base import TrainingDiverged, check_finite_loss
-from contrast.tasks.energy import EnergyTask
-
-ENCODER = {
-    "_target_": "contrast.nn.schnet.SchNet",
-    "hidden_dim": 8,
-    "num_layers": 1,
-    "cutoff": 4.0,
-    "num_rbf": 8,
-}
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
@@ -29,18 +18,9 @@ def test_a_non_finite_loss_is_refused_with_where_and_what_to_change(value):
     check_finite_loss(torch.tensor(0.25), 3, 120, 7)  # a finite loss passes
 
 
-def test_a_run_whose_loss_turns_nan_stops_at_that_step(quiet_trainer, tmp_path):
-    datamodule = CrystalDataModule(
-        source=emt_structures(16, elements=["Cu"]),
-        cutoff=4.0,
-        targets=["energy", "forces"],
-        batch_size=4,
-        fractions=(0.75, 0.25, 0.0),
-        cache_dir=tmp_path,
-    )
-    task = EnergyTask(
-        encoder=ENCODER, optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3}, restore_best=False
-    )
+def test_a_run_whose_loss_turns_nan_stops_at_that_step(quiet_trainer, tiny_energy_task, emt_cu_energy_data):
+    datamodule = emt_cu_energy_data(16, (0.75, 0.25, 0.0), batch_size=4)
+    task = tiny_energy_task(restore_best=False)
     steps = []
     honest_step = task._step
 
@@ -67,8 +47,8 @@ def test_under_ddp_a_finite_process_stops_too_when_another_diverged():
         check_finite_loss(torch.tensor(float("nan")), 2, 50, 3, finite_everywhere=False)
 
 
-def test_the_training_step_asks_every_process_when_there_are_several():
-    task = EnergyTask(encoder=ENCODER, optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-3})
+def test_the_training_step_asks_every_process_when_there_are_several(tiny_energy_task):
+    task = tiny_energy_task()
     decisions = []
 
     class Strategy:

@@ -8,21 +8,9 @@ import pytorch_lightning as pl
 import torch
 from torch_geometric.data import Batch
 
-from contrast.data.datamodule import CrystalDataModule
-from contrast.data.io.emt import emt_structures
 from contrast.nn.forces import energy_forces_stress
 from contrast.pretrained.checkpoint import energy_model_from_checkpoint
 from contrast.tasks.averaging import update_average, warm_decay
-from contrast.tasks.energy import EnergyTask
-
-ENCODER = {
-    "_target_": "contrast.nn.schnet.SchNet",
-    "hidden_dim": 8,
-    "num_layers": 1,
-    "cutoff": 4.0,
-    "num_rbf": 8,
-}
-OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3}
 
 
 def test_the_warm_decay_starts_low_and_settles():
@@ -31,8 +19,8 @@ def test_the_warm_decay_starts_low_and_settles():
     assert warm_decay(0.9, 10_000) == pytest.approx(0.9)
 
 
-def test_one_update_moves_each_weight_by_one_minus_decay_and_copies_buffers():
-    task = EnergyTask(encoder=ENCODER, optimizer=OPTIMIZER, ema_decay=0.9)
+def test_one_update_moves_each_weight_by_one_minus_decay_and_copies_buffers(tiny_energy_task):
+    task = tiny_energy_task(ema_decay=0.9)
     average, trained = task.model, task.online
     assert not any(p.requires_grad for p in average.parameters())
     assert all(p.requires_grad for p in trained.parameters())
@@ -47,20 +35,15 @@ def test_one_update_moves_each_weight_by_one_minus_decay_and_copies_buffers():
         torch.testing.assert_close(p, expected[name])
     assert float(average.head.shift) == pytest.approx(0.37)
     with pytest.raises(ValueError, match="ema_decay"):
-        EnergyTask(encoder=ENCODER, optimizer=OPTIMIZER, ema_decay=1.0)
+        tiny_energy_task(ema_decay=1.0)
 
 
-def test_the_average_is_validated_saved_and_loaded_by_the_calculator(quiet_trainer, tmp_path):
+def test_the_average_is_validated_saved_and_loaded_by_the_calculator(
+    quiet_trainer, tmp_path, tiny_energy_task, emt_cu_energy_data
+):
     pl.seed_everything(0)
-    datamodule = CrystalDataModule(
-        source=emt_structures(24, elements=["Cu"]),
-        cutoff=4.0,
-        targets=["energy", "forces"],
-        batch_size=4,
-        fractions=(0.7, 0.3, 0.0),
-        cache_dir=tmp_path,
-    )
-    task = EnergyTask(encoder=ENCODER, optimizer=OPTIMIZER, ema_decay=0.9, restore_best=False)
+    datamodule = emt_cu_energy_data(24, (0.7, 0.3, 0.0), batch_size=4)
+    task = tiny_energy_task(ema_decay=0.9, restore_best=False)
     trainer = quiet_trainer(2)
     trainer.fit(task, datamodule=datamodule)
     assert int(task.ema_updates) == trainer.global_step > 0

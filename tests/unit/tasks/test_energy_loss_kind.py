@@ -7,19 +7,6 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from contrast.data.datamodule import CrystalDataModule
-from contrast.data.io.emt import emt_structures
-from contrast.tasks.energy import EnergyTask
-
-ENCODER = {
-    "_target_": "contrast.nn.schnet.SchNet",
-    "hidden_dim": 8,
-    "num_layers": 1,
-    "cutoff": 4.0,
-    "num_rbf": 8,
-}
-OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3}
-
 
 def _huber(error: torch.Tensor, delta: float) -> torch.Tensor:
     small = error.abs() <= delta
@@ -27,20 +14,13 @@ def _huber(error: torch.Tensor, delta: float) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", ["mse", "huber"])
-def test_the_training_loss_is_the_weighted_penalty_of_energy_and_force_errors(kind, tmp_path):
+def test_the_training_loss_is_the_weighted_penalty_of_energy_and_force_errors(
+    kind, tiny_energy_task, emt_cu_energy_data
+):
     torch.manual_seed(0)
     weights = {"energy": 3.0, "forces": 0.5}
-    task = EnergyTask(
-        encoder=ENCODER, optimizer=OPTIMIZER, loss_weights=weights, loss_kind=kind, huber_delta=0.05
-    )
-    datamodule = CrystalDataModule(
-        source=emt_structures(6, elements=["Cu"]),
-        cutoff=4.0,
-        targets=["energy", "forces"],
-        batch_size=6,
-        fractions=(1.0, 0.0, 0.0),
-        cache_dir=tmp_path,
-    )
+    task = tiny_energy_task(loss_weights=weights, loss_kind=kind, huber_delta=0.05)
+    datamodule = emt_cu_energy_data(6, (1.0, 0.0, 0.0), batch_size=6)
     datamodule.setup("fit")
     batch = Batch.from_data_list([datamodule.train_set[i] for i in range(len(datamodule.train_set))])
     task.log = task.log_dict = lambda *args, **kwargs: None  # no trainer attached
@@ -57,8 +37,8 @@ def test_the_training_loss_is_the_weighted_penalty_of_energy_and_force_errors(ki
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_an_unknown_loss_kind_or_delta_is_refused():
+def test_an_unknown_loss_kind_or_delta_is_refused(tiny_energy_task):
     with pytest.raises(ValueError, match="loss_kind"):
-        EnergyTask(encoder=ENCODER, optimizer=OPTIMIZER, loss_kind="l1")
+        tiny_energy_task(loss_kind="l1")
     with pytest.raises(ValueError, match="huber_delta"):
-        EnergyTask(encoder=ENCODER, optimizer=OPTIMIZER, loss_kind="huber", huber_delta=0.0)
+        tiny_energy_task(loss_kind="huber", huber_delta=0.0)
